@@ -1,0 +1,54 @@
+"""The tilefn Python client.
+
+    from tilefn.client import Client
+    with Client("127.0.0.1:50051") as client:
+        client.exec(lambda x: x * 2, 21)          # -> 42
+        for batch in client.stream(fn, *args):    # pyarrow.RecordBatch, as they arrive
+            ...
+
+Errors are raised as the ``TilefnError`` tree (see ``tilefn.client._exceptions``).
+"""
+
+from ._client import AsyncClient, Client
+from ._exceptions import (
+    AuthenticationError,
+    CancelledError,
+    InternalError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    PythonVersionError,
+    ResourceExhaustedError,
+    TilefnError,
+    UdfError,
+    UdfTimeoutError,
+    UnavailableError,
+    UnsupportedError,
+    WorkerCrashedError,
+)
+from ._request import Options, Registered, Source
+from ._result import AsyncResultStream, ResultStream
+
+__all__ = [
+    "AsyncClient",
+    "AsyncResultStream",
+    "AuthenticationError",
+    "CancelledError",
+    "Client",
+    "InternalError",
+    "InvalidRequestError",
+    "NotFoundError",
+    "Options",
+    "PermissionDeniedError",
+    "PythonVersionError",
+    "Registered",
+    "ResourceExhaustedError",
+    "ResultStream",
+    "Source",
+    "TilefnError",
+    "UdfError",
+    "UdfTimeoutError",
+    "UnavailableError",
+    "UnsupportedError",
+    "WorkerCrashedError",
+]

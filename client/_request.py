@@ -1,0 +1,131 @@
+"""Build ExecuteUdfRequest messages from Python functions, source text and values."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import cloudpickle
+import numpy as np
+import pyarrow as pa
+
+from tilefn import codec
+from tilefn.v1 import udf_pb2, udf_service_pb2
+
+PYTHON_VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
+COMPRESSION = {
+    None: udf_pb2.COMPRESSION_UNSPECIFIED,
+    "none": udf_pb2.COMPRESSION_NONE,
+    "lz4": udf_pb2.COMPRESSION_LZ4_FRAME,
+    "zstd": udf_pb2.COMPRESSION_ZSTD,
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    """A UDF given as Python source text; ``entry_point`` names the function to call.
+
+    With no entry point, the source must define exactly one top-level function.
+    """
+
+    text: str
+    entry_point: str = ""
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A registered UDF, by name: "namespace/name", "namespace/name@N" or "...@<UTC time>"."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Options:
+    """Per-call settings; see ``Client.with_options``."""
+
+    #: Seconds the UDF may run (also the call's deadline, plus a small margin). None: server default.
+    timeout: float | None = None
+    #: Arrow buffer compression of the result: None, "none", "lz4" or "zstd".
+    compression: str | None = None
+    #: Largest piece of the result per response message, in bytes; 0 means the server default.
+    max_chunk_bytes: int = 0
+
+    def deadline(self) -> float | None:
+        """The gRPC deadline: a margin past the UDF timeout so the server's own error wins."""
+        return None if self.timeout is None else self.timeout + 5.0
+
+
+Udf = Callable[..., Any] | str | Source | Registered
+
+
+def build_request(
+    fn: Udf, args: tuple[Any, ...], kwargs: Mapping[str, Any], options: Options
+) -> udf_service_pb2.ExecuteUdfRequest:
+    """The request running ``fn(*args, **kwargs)`` with ``options``."""
+    if options.compression not in COMPRESSION:
+        raise ValueError(f"compression must be one of {sorted(filter(None, COMPRESSION))}")
+    execution = udf_pb2.ExecutionOptions(
+        max_chunk_bytes=options.max_chunk_bytes,
+        compression=COMPRESSION[options.compression],
+    )
+    if options.timeout is not None:
+        execution.timeout.FromTimedelta(timedelta(seconds=options.timeout))
+    return udf_service_pb2.ExecuteUdfRequest(
+        udf=udf_spec(fn),
+        args=[encode_argument(a) for a in args],
+        kwargs={name: encode_argument(v) for name, v in kwargs.items()},
+        options=execution,
+    )
+
+
+def udf_spec(fn: Udf) -> udf_pb2.UdfSpec:
+    """Describe a UDF: a callable is cloudpickled, text is sent as source."""
+    if isinstance(fn, Registered):
+        return udf_pb2.UdfSpec(registered=fn.name)
+    if isinstance(fn, str):
+        fn = Source(fn)
+    if isinstance(fn, Source):
+        return udf_pb2.UdfSpec(source=udf_pb2.SourceUdf(text=fn.text, entry_point=fn.entry_point))
+    if not callable(fn):
+        raise TypeError(f"a UDF must be a callable, source text, Source or Registered, not {type(fn).__name__}")
+    return udf_pb2.UdfSpec(pickled=_pickled(fn))
+
+
+def encode_argument(value: Any) -> udf_pb2.Argument:
+    """Encode one argument: Arrow for arrays and tables, JSON for plain data, else a pickle."""
+    if _is_arrow_value(value):
+        return udf_pb2.Argument(arrow_ipc=codec.to_ipc(value))
+    if _is_json(value):
+        return udf_pb2.Argument(json=json.dumps(value, allow_nan=False))
+    return udf_pb2.Argument(pickled=_pickled(value))
+
+
+def _pickled(value: Any) -> udf_pb2.PickledValue:
+    return udf_pb2.PickledValue(data=cloudpickle.dumps(value), python_version=PYTHON_VERSION)
+
+
+def _is_arrow_value(value: Any) -> bool:
+    if isinstance(value, np.ndarray | pa.Table | pa.RecordBatch):
+        return True
+    return type(value).__module__.startswith("pandas") and type(value).__name__ == "DataFrame"
+
+
+def _is_json(value: Any, depth: int = 0) -> bool:
+    """True for values JSON carries without loss (tuples, NaN and big ints are not)."""
+    if depth > 64:
+        return False
+    if value is None or isinstance(value, bool | str):
+        return True
+    if type(value) is int:
+        return -(2**63) <= value < 2**64
+    if type(value) is float:
+        return bool(np.isfinite(value))
+    if type(value) is list:
+        return all(_is_json(v, depth + 1) for v in value)
+    if type(value) is dict:
+        return all(type(k) is str and _is_json(v, depth + 1) for k, v in value.items())
+    return False

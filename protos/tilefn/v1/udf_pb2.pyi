@@ -1,0 +1,125 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Layout(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LAYOUT_UNSPECIFIED: _ClassVar[Layout]
+    LAYOUT_ROW_MAJOR: _ClassVar[Layout]
+    LAYOUT_COL_MAJOR: _ClassVar[Layout]
+    LAYOUT_GLOBAL_ORDER: _ClassVar[Layout]
+    LAYOUT_UNORDERED: _ClassVar[Layout]
+
+class Compression(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COMPRESSION_UNSPECIFIED: _ClassVar[Compression]
+    COMPRESSION_NONE: _ClassVar[Compression]
+    COMPRESSION_LZ4_FRAME: _ClassVar[Compression]
+    COMPRESSION_ZSTD: _ClassVar[Compression]
+LAYOUT_UNSPECIFIED: Layout
+LAYOUT_ROW_MAJOR: Layout
+LAYOUT_COL_MAJOR: Layout
+LAYOUT_GLOBAL_ORDER: Layout
+LAYOUT_UNORDERED: Layout
+COMPRESSION_UNSPECIFIED: Compression
+COMPRESSION_NONE: Compression
+COMPRESSION_LZ4_FRAME: Compression
+COMPRESSION_ZSTD: Compression
+
+class UdfSpec(_message.Message):
+    __slots__ = ("pickled", "source", "registered")
+    PICKLED_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    REGISTERED_FIELD_NUMBER: _ClassVar[int]
+    pickled: PickledValue
+    source: SourceUdf
+    registered: str
+    def __init__(self, pickled: _Optional[_Union[PickledValue, _Mapping]] = ..., source: _Optional[_Union[SourceUdf, _Mapping]] = ..., registered: _Optional[str] = ...) -> None: ...
+
+class PickledValue(_message.Message):
+    __slots__ = ("data", "python_version")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    PYTHON_VERSION_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    python_version: str
+    def __init__(self, data: _Optional[bytes] = ..., python_version: _Optional[str] = ...) -> None: ...
+
+class SourceUdf(_message.Message):
+    __slots__ = ("text", "entry_point")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_POINT_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    entry_point: str
+    def __init__(self, text: _Optional[str] = ..., entry_point: _Optional[str] = ...) -> None: ...
+
+class Argument(_message.Message):
+    __slots__ = ("json", "arrow_ipc", "pickled", "array")
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    ARROW_IPC_FIELD_NUMBER: _ClassVar[int]
+    PICKLED_FIELD_NUMBER: _ClassVar[int]
+    ARRAY_FIELD_NUMBER: _ClassVar[int]
+    json: str
+    arrow_ipc: bytes
+    pickled: PickledValue
+    array: ArrayInput
+    def __init__(self, json: _Optional[str] = ..., arrow_ipc: _Optional[bytes] = ..., pickled: _Optional[_Union[PickledValue, _Mapping]] = ..., array: _Optional[_Union[ArrayInput, _Mapping]] = ...) -> None: ...
+
+class ArrayInput(_message.Message):
+    __slots__ = ("uri", "ranges", "attributes", "layout", "condition")
+    URI_FIELD_NUMBER: _ClassVar[int]
+    RANGES_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    CONDITION_FIELD_NUMBER: _ClassVar[int]
+    uri: str
+    ranges: _containers.RepeatedCompositeFieldContainer[DimensionRanges]
+    attributes: _containers.RepeatedScalarFieldContainer[str]
+    layout: Layout
+    condition: str
+    def __init__(self, uri: _Optional[str] = ..., ranges: _Optional[_Iterable[_Union[DimensionRanges, _Mapping]]] = ..., attributes: _Optional[_Iterable[str]] = ..., layout: _Optional[_Union[Layout, str]] = ..., condition: _Optional[str] = ...) -> None: ...
+
+class DimensionRanges(_message.Message):
+    __slots__ = ("ranges",)
+    RANGES_FIELD_NUMBER: _ClassVar[int]
+    ranges: _containers.RepeatedCompositeFieldContainer[Range]
+    def __init__(self, ranges: _Optional[_Iterable[_Union[Range, _Mapping]]] = ...) -> None: ...
+
+class Range(_message.Message):
+    __slots__ = ("start", "end")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    start: Scalar
+    end: Scalar
+    def __init__(self, start: _Optional[_Union[Scalar, _Mapping]] = ..., end: _Optional[_Union[Scalar, _Mapping]] = ...) -> None: ...
+
+class Scalar(_message.Message):
+    __slots__ = ("int64_value", "uint64_value", "double_value", "string_value", "datetime_value")
+    INT64_VALUE_FIELD_NUMBER: _ClassVar[int]
+    UINT64_VALUE_FIELD_NUMBER: _ClassVar[int]
+    DOUBLE_VALUE_FIELD_NUMBER: _ClassVar[int]
+    STRING_VALUE_FIELD_NUMBER: _ClassVar[int]
+    DATETIME_VALUE_FIELD_NUMBER: _ClassVar[int]
+    int64_value: int
+    uint64_value: int
+    double_value: float
+    string_value: str
+    datetime_value: str
+    def __init__(self, int64_value: _Optional[int] = ..., uint64_value: _Optional[int] = ..., double_value: _Optional[float] = ..., string_value: _Optional[str] = ..., datetime_value: _Optional[str] = ...) -> None: ...
+
+class ExecutionOptions(_message.Message):
+    __slots__ = ("timeout", "max_chunk_bytes", "compression")
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    MAX_CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSION_FIELD_NUMBER: _ClassVar[int]
+    timeout: _duration_pb2.Duration
+    max_chunk_bytes: int
+    compression: Compression
+    def __init__(self, timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_chunk_bytes: _Optional[int] = ..., compression: _Optional[_Union[Compression, str]] = ...) -> None: ...

@@ -1,0 +1,66 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from tilefn.v1 import udf_pb2 as _udf_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ExecuteUdfRequest(_message.Message):
+    __slots__ = ("udf", "args", "kwargs", "arrays", "options")
+    class KwargsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _udf_pb2.Argument
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_udf_pb2.Argument, _Mapping]] = ...) -> None: ...
+    UDF_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    KWARGS_FIELD_NUMBER: _ClassVar[int]
+    ARRAYS_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    udf: _udf_pb2.UdfSpec
+    args: _containers.RepeatedCompositeFieldContainer[_udf_pb2.Argument]
+    kwargs: _containers.MessageMap[str, _udf_pb2.Argument]
+    arrays: _containers.RepeatedCompositeFieldContainer[_udf_pb2.ArrayInput]
+    options: _udf_pb2.ExecutionOptions
+    def __init__(self, udf: _Optional[_Union[_udf_pb2.UdfSpec, _Mapping]] = ..., args: _Optional[_Iterable[_Union[_udf_pb2.Argument, _Mapping]]] = ..., kwargs: _Optional[_Mapping[str, _udf_pb2.Argument]] = ..., arrays: _Optional[_Iterable[_Union[_udf_pb2.ArrayInput, _Mapping]]] = ..., options: _Optional[_Union[_udf_pb2.ExecutionOptions, _Mapping]] = ...) -> None: ...
+
+class ExecuteUdfResponse(_message.Message):
+    __slots__ = ("task", "ipc", "summary")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    IPC_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    task: TaskInfo
+    ipc: bytes
+    summary: ExecutionSummary
+    def __init__(self, task: _Optional[_Union[TaskInfo, _Mapping]] = ..., ipc: _Optional[bytes] = ..., summary: _Optional[_Union[ExecutionSummary, _Mapping]] = ...) -> None: ...
+
+class TaskInfo(_message.Message):
+    __slots__ = ("task_id",)
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    def __init__(self, task_id: _Optional[str] = ...) -> None: ...
+
+class ExecutionSummary(_message.Message):
+    __slots__ = ("task_id", "rows", "batches", "ipc_bytes", "wall_time", "cpu_time", "peak_memory_bytes")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    IPC_BYTES_FIELD_NUMBER: _ClassVar[int]
+    WALL_TIME_FIELD_NUMBER: _ClassVar[int]
+    CPU_TIME_FIELD_NUMBER: _ClassVar[int]
+    PEAK_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    rows: int
+    batches: int
+    ipc_bytes: int
+    wall_time: _duration_pb2.Duration
+    cpu_time: _duration_pb2.Duration
+    peak_memory_bytes: int
+    def __init__(self, task_id: _Optional[str] = ..., rows: _Optional[int] = ..., batches: _Optional[int] = ..., ipc_bytes: _Optional[int] = ..., wall_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cpu_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., peak_memory_bytes: _Optional[int] = ...) -> None: ...

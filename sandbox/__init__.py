@@ -1,0 +1,34 @@
+"""Sandboxed worker processes that run UDFs.
+
+Trust sides: modules named ``_in_*`` run inside the template or a worker (they load, compile and
+run client code); the rest run in the server and treat everything a worker sends as hostile.
+This package never imports grpc.
+"""
+
+from ._errors import (
+    PoolClosedError,
+    ProtocolViolationError,
+    SandboxError,
+    UdfFailedError,
+    WorkerDiedError,
+    describe_exit,
+)
+from ._pool import PoolConfig, PoolStats, WorkerPool
+from ._protocol import ArgSpec, TaskSpec
+from ._worker import TaskSummary, WorkerHandle
+
+__all__ = [
+    "ArgSpec",
+    "PoolClosedError",
+    "PoolConfig",
+    "PoolStats",
+    "ProtocolViolationError",
+    "SandboxError",
+    "TaskSpec",
+    "TaskSummary",
+    "UdfFailedError",
+    "WorkerDiedError",
+    "WorkerHandle",
+    "WorkerPool",
+    "describe_exit",
+]

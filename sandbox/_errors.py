@@ -1,0 +1,74 @@
+"""Errors raised on the parent side of the sandbox.
+
+::
+
+    SandboxError
+    ├── UdfFailedError            the worker ran the task and reported a failure (worker still usable)
+    ├── WorkerDiedError           the worker process exited or was killed mid-task
+    ├── ProtocolViolationError    the worker sent a frame that breaks the protocol
+    └── PoolClosedError           the pool is shut down (or its template died and could not restart)
+
+The server maps these to gRPC statuses; the sandbox itself never imports grpc.
+"""
+
+from __future__ import annotations
+
+
+class SandboxError(Exception):
+    """Base of every error the worker pool raises."""
+
+
+class UdfFailedError(SandboxError):
+    """The worker reported that loading, calling or encoding the UDF failed.
+
+    ``reason`` is an ``ErrorReason`` name from the allow-list in ``_protocol.WORKER_REASONS``;
+    every text field is bounded and came from the untrusted side, so treat it as data.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        *,
+        exception_type: str = "",
+        traceback: str = "",
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.exception_type = exception_type
+        self.traceback = traceback
+        self.metadata = metadata or {}
+
+
+class WorkerDiedError(SandboxError):
+    """The worker exited before finishing its task."""
+
+    def __init__(self, pid: int, returncode: int | None) -> None:
+        self.pid = pid
+        self.returncode = returncode
+        super().__init__(f"the worker process (pid {pid}) {describe_exit(returncode)}")
+
+
+class ProtocolViolationError(SandboxError):
+    """The worker broke the parent/worker protocol; it is killed, never trusted again."""
+
+
+class PoolClosedError(SandboxError):
+    """The pool takes no more work."""
+
+
+def describe_exit(returncode: int | None) -> str:
+    """Say how a process ended, from a ``subprocess``-style return code."""
+    if returncode is None:
+        return "exited (status unknown)"
+    if returncode < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"was killed by {name}"
+    return f"exited with code {returncode}"

@@ -1,0 +1,246 @@
+"""Runs inside the worker: load a UDF, decode its arguments, call it, encode the result as Arrow.
+
+Everything here handles untrusted bytes and runs untrusted code, so it only ever runs in a
+sandboxed worker process. Failures become :class:`TaskFailure` with an ``ErrorReason`` name; the
+parent turns them into gRPC statuses.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import socket
+import traceback
+import types
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import cloudpickle
+import pyarrow as pa
+
+from tilefn import codec
+
+from ._protocol import HEADER, MAX_ERROR_TEXT, ArgSpec, FrameType, TaskSpec
+
+UDF_FILENAME = "<udf>"
+
+
+class TaskFailure(Exception):
+    """A task failed for a reason the client should hear about."""
+
+    def __init__(self, reason: str, message: str, **metadata: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.metadata = metadata
+        self.exception_type = ""
+        self.traceback = ""
+
+
+def udf_raised(exc: BaseException) -> TaskFailure:
+    """Describe an exception raised by user code, with its traceback as bounded text."""
+    kind = type(exc)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    failure = TaskFailure("ERROR_REASON_UDF_RAISED", _cut(f"{name}: {exc}"), exception_type=name)
+    failure.exception_type = name
+    failure.traceback = _cut("".join(traceback.format_exception(_without_own_frames(exc))))
+    return failure
+
+
+def _without_own_frames(exc: BaseException) -> BaseException:
+    """Drop the worker's own frames from the front of a traceback, keeping the UDF's."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return exc.with_traceback(tb)
+
+
+def _cut(text: str) -> str:
+    if len(text) <= MAX_ERROR_TEXT:
+        return text
+    return text[: MAX_ERROR_TEXT - 40] + f"\n... [{len(text) - MAX_ERROR_TEXT + 40} chars cut]"
+
+
+def load_udf(task: TaskSpec) -> Callable[..., Any]:
+    """Turn the task's UDF bytes into a callable (unpickle or compile + execute the source)."""
+    if task.udf_kind == "pickled":
+        try:
+            fn = cloudpickle.loads(task.udf)
+        except Exception as exc:
+            raise TaskFailure(
+                "ERROR_REASON_UDF_PICKLE_INVALID",
+                _cut(f"the pickled UDF could not be loaded: {type(exc).__name__}: {exc}"),
+            ) from None
+        if not callable(fn):
+            raise TaskFailure(
+                "ERROR_REASON_UDF_PICKLE_INVALID",
+                f"the pickled UDF is a {type(fn).__name__!r}, not a callable",
+            )
+        return fn  # type: ignore[no-any-return]
+    return _load_source(task.udf.decode("utf-8", errors="replace"), task.entry_point)
+
+
+def _load_source(text: str, entry_point: str) -> Callable[..., Any]:
+    try:
+        tree = ast.parse(text, UDF_FILENAME)
+        code = compile(tree, UDF_FILENAME, "exec")
+    except SyntaxError as exc:
+        raise TaskFailure(
+            "ERROR_REASON_UDF_SOURCE_INVALID",
+            f"the UDF source does not compile: {exc.msg} (line {exc.lineno})",
+            line=str(exc.lineno or 0),
+        ) from None
+    name = entry_point or _single_function(tree)
+    module = types.ModuleType("__udf__")
+    try:
+        exec(code, module.__dict__)
+    except BaseException as exc:
+        raise udf_raised(exc) from None
+    fn = module.__dict__.get(name)
+    if not callable(fn):
+        raise TaskFailure(
+            "ERROR_REASON_UDF_ENTRY_POINT_MISSING",
+            f"the UDF source defines no callable named {name!r}",
+            entry_point=name,
+        )
+    return fn  # type: ignore[no-any-return]
+
+
+def _single_function(tree: ast.Module) -> str:
+    names = [n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    if len(names) != 1:
+        found = ", ".join(names) or "none"
+        raise TaskFailure(
+            "ERROR_REASON_UDF_ENTRY_POINT_MISSING",
+            "no entry point given and the source does not define exactly one top-level function "
+            f"(found: {found}); name the function to call",
+            entry_point="",
+        )
+    return names[0]
+
+
+def decode_arguments(task: TaskSpec) -> tuple[list[Any], dict[str, Any]]:
+    """Decode every argument; a malformed one fails the task with ARGUMENT_INVALID naming it."""
+    args = [_decode_argument(f"args[{i}]", a) for i, a in enumerate(task.args)]
+    kwargs = {name: _decode_argument(f"kwargs[{name!r}]", a) for name, a in task.kwargs}
+    return args, kwargs
+
+
+def _decode_argument(label: str, arg: ArgSpec) -> Any:
+    try:
+        if arg.kind == "json":
+            return json.loads(arg.data)
+        if arg.kind == "arrow":
+            return codec.from_ipc(arg.data)
+        return cloudpickle.loads(arg.data)
+    except Exception as exc:
+        raise TaskFailure(
+            "ERROR_REASON_ARGUMENT_INVALID",
+            _cut(f"argument {label} ({arg.kind}) could not be decoded: {type(exc).__name__}: {exc}"),
+            argument=label,
+        ) from None
+
+
+def call(fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """Call the UDF; anything it raises becomes UDF_RAISED with its traceback."""
+    try:
+        return fn(*args, **kwargs)
+    except BaseException as exc:
+        raise udf_raised(exc) from None
+
+
+class Counted:
+    """Counts rows and batches of a batch iterator as it is consumed."""
+
+    def __init__(self, batches: Iterator[pa.RecordBatch]) -> None:
+        self._batches = batches
+        self.rows = 0
+        self.batches = 0
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        for batch in self._batches:
+            self.rows += batch.num_rows
+            self.batches += 1
+            yield batch
+
+
+def encode_result(value: Any, max_batch_bytes: int) -> tuple[pa.Schema, Counted]:
+    """Map the result to Arrow; failures inside a result generator count as UDF errors."""
+    try:
+        encoded = codec.encode(value, max_batch_bytes=max_batch_bytes)
+    except codec.CodecError as exc:
+        raise TaskFailure(
+            "ERROR_REASON_RESULT_TYPE_UNSUPPORTED", _cut(str(exc)), result_type=type(value).__name__
+        ) from None
+    except BaseException as exc:
+        raise udf_raised(exc) from None
+    return encoded.schema, Counted(encoded.batches)
+
+
+def write_stream(
+    sock: socket.socket, schema: pa.Schema, batches: Counted, task: TaskSpec
+) -> int:
+    """Write the result as one IPC stream in DATA frames; return the stream's size in bytes."""
+    sink = ChunkSink(sock, task.max_chunk_bytes)
+    options = pa.ipc.IpcWriteOptions(compression=task.compression)
+    with pa.ipc.new_stream(sink, schema, options=options) as writer:
+        try:
+            for batch in batches:
+                writer.write_batch(batch)
+        except codec.CodecError as exc:
+            raise TaskFailure("ERROR_REASON_RESULT_TYPE_UNSUPPORTED", _cut(str(exc))) from None
+        except BaseException as exc:
+            raise udf_raised(exc) from None
+    sink.flush()
+    return sink.total
+
+
+class ChunkSink:
+    """A write-only file object that cuts what pyarrow writes into DATA frames of bounded size."""
+
+    def __init__(self, sock: socket.socket, limit: int) -> None:
+        self._sock = sock
+        self._limit = limit
+        self._pending = bytearray()
+        self.total = 0
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        size = len(view)
+        while view:
+            if not self._pending and len(view) >= self._limit:
+                # Big buffers go out in place, without a copy into the pending buffer.
+                send_frame(self._sock, FrameType.DATA, view[: self._limit])
+                view = view[self._limit :]
+                continue
+            take = min(self._limit - len(self._pending), len(view))
+            self._pending += view[:take]
+            view = view[take:]
+            if len(self._pending) == self._limit:
+                self.flush()
+        self.total += size
+        return size
+
+    def flush(self) -> None:
+        if self._pending:
+            send_frame(self._sock, FrameType.DATA, memoryview(self._pending))
+            self._pending = bytearray()
+
+    def close(self) -> None:
+        self.closed = True
+
+    def writable(self) -> bool:
+        return True
+
+
+def send_frame(sock: socket.socket, kind: FrameType, payload: memoryview | bytes) -> None:
+    """Send one frame, blocking until the parent has room (this is the backpressure)."""
+    buffers: list[memoryview] = [memoryview(HEADER.pack(kind, len(payload))), memoryview(payload)]
+    while buffers:
+        sent = sock.sendmsg(buffers)
+        while buffers and sent >= len(buffers[0]):
+            sent -= len(buffers[0])
+            buffers.pop(0)
+        if buffers and sent:
+            buffers[0] = buffers[0][sent:]

@@ -1,0 +1,146 @@
+"""The worker template ("zygote"): a warm, single-threaded process that forks workers on request.
+
+Started by exec (``python -I -m tilefn.sandbox._in_template --control-fd N``) from an empty
+environment, before the gRPC server exists, so that forking never copies gRPC threads or server
+secrets. It pre-imports numpy, pyarrow and cloudpickle so that a forked worker starts warm.
+
+Control protocol on the SOCK_SEQPACKET control socket (one JSON document per message)::
+
+    parent -> template   {"op": "spawn", "count": n}
+    template -> parent   {"event": "hello", "pid": p}                 once, when warm
+    template -> parent   {"event": "spawned", "pid": p} + [channel fd, pidfd]
+    template -> parent   {"event": "exited", "pid": p, "returncode": rc}
+
+The template reaps its workers and reports how each ended; when the parent goes away (control
+socket EOF or parent death) it kills every worker and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import signal
+import socket
+import sys
+from typing import NoReturn
+
+# Preloaded so every forked worker starts with them imported (the point of the template).
+import cloudpickle  # noqa: F401
+import numpy  # noqa: F401
+import pyarrow  # noqa: F401
+import pyarrow.ipc  # noqa: F401
+
+from tilefn import codec  # noqa: F401
+
+from ._in_layers import die_with_parent
+from ._in_worker import worker_main
+
+MAX_SPAWN = 64
+
+
+class Template:
+    """Forks workers, hands their channels to the parent, reaps them."""
+
+    def __init__(self, control: socket.socket) -> None:
+        self.control = control
+        self.children: set[int] = set()
+        self.wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the parent decides when we stop
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server, not us
+
+    def send(self, body: dict[str, object], fds: list[int] | None = None) -> None:
+        data = json.dumps(body).encode()
+        if fds:
+            socket.send_fds(self.control, [data], fds)
+        else:
+            self.control.sendall(data)
+
+    def serve(self) -> None:
+        self.send({"event": "hello", "pid": os.getpid()})
+        while True:
+            ready, _, _ = select.select([self.control, self.wake_r], [], [])
+            if self.wake_r in ready:
+                os.read(self.wake_r, 4096)
+                self.reap()
+            if self.control in ready and not self.handle_request():
+                return
+
+    def handle_request(self) -> bool:
+        data = self.control.recv(4096)
+        if not data:
+            return False
+        request = json.loads(data)
+        if request.get("op") == "spawn":
+            for _ in range(max(0, min(int(request.get("count", 1)), MAX_SPAWN))):
+                self.spawn()
+        return True
+
+    def spawn(self) -> None:
+        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        template_pid = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            _become_worker(child_end, template_pid)
+        child_end.close()
+        self.children.add(pid)
+        pidfd = os.pidfd_open(pid)
+        try:
+            self.send({"event": "spawned", "pid": pid}, [parent_end.fileno(), pidfd])
+        finally:
+            parent_end.close()
+            os.close(pidfd)
+
+    def reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.children.discard(pid)
+            returncode = os.waitstatus_to_exitcode(status)
+            self.send({"event": "exited", "pid": pid, "returncode": returncode})
+
+    def kill_all(self) -> None:
+        for pid in list(self.children):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _become_worker(channel: socket.socket, template_pid: int) -> NoReturn:
+    """In the forked child: keep only the channel (and stdio), then run the worker."""
+    try:
+        die_with_parent(template_pid)
+        fd = channel.fileno()
+        os.closerange(3, fd)
+        os.closerange(fd + 1, 65536)
+    except BaseException:
+        os._exit(71)
+    worker_main(channel)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="tilefn worker template (started by the server)")
+    parser.add_argument("--control-fd", type=int, required=True)
+    parser.add_argument("--parent-pid", type=int, required=True)
+    options = parser.parse_args()
+    die_with_parent(options.parent_pid)
+    control = socket.socket(fileno=options.control_fd)
+    template = Template(control)
+    try:
+        template.serve()
+    finally:
+        template.kill_all()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Runs inside the worker: the life of one worker process after the template forks it.
+
+The worker confines itself (``_in_layers``), reports READY, then serves TASK frames one at a
+time until the parent closes the channel. It never returns: it leaves through ``os._exit``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import resource
+import signal
+import socket
+import sys
+import time
+from typing import NoReturn
+
+from . import _in_execute as execute
+from ._in_layers import apply_layers
+from ._protocol import HEADER, FrameType, TaskSpec, control_frame, decode_task
+
+#: Characters of stdout/stderr a UDF may print per task before the rest is dropped.
+MAX_CAPTURED_OUTPUT = 64 * 1024
+
+
+class BoundedText(io.TextIOBase):
+    """Stands in for sys.stdout/sys.stderr: keeps the first characters, counts the rest."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.size = 0
+        self.dropped = 0
+
+    def write(self, text: str) -> int:
+        room = MAX_CAPTURED_OUTPUT - self.size
+        if room > 0:
+            self.parts.append(text[:room])
+            self.size += min(room, len(text))
+        self.dropped += max(0, len(text) - max(room, 0))
+        return len(text)
+
+    def writable(self) -> bool:
+        return True
+
+
+def worker_main(channel: socket.socket) -> NoReturn:
+    """Entry point in the freshly forked child; ``channel`` is its end of the socketpair."""
+    code = 0
+    try:
+        _detach_from_template()
+        apply_layers()
+        channel.sendall(control_frame(FrameType.READY, {"pid": os.getpid(), "python": _python()}))
+        while (payload := _recv_frame(channel)) is not None:
+            _serve(channel, decode_task(payload))
+    except BaseException:  # the parent sees the exit code; nothing may escape the fork
+        code = 70
+    finally:
+        os._exit(code)
+
+
+def _python() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def _detach_from_template() -> None:
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.set_wakeup_fd(-1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def _recv_frame(channel: socket.socket) -> memoryview | None:
+    """Read one TASK frame; None when the parent closed the channel (time to exit)."""
+    header = _recv_exactly(channel, HEADER.size)
+    if header is None:
+        return None
+    kind, length = HEADER.unpack(header)
+    if kind != FrameType.TASK:
+        raise RuntimeError(f"unexpected frame type {kind}")
+    payload = _recv_exactly(channel, length)
+    if payload is None:
+        return None
+    return memoryview(payload)
+
+
+def _recv_exactly(channel: socket.socket, size: int) -> bytearray | None:
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    while view:
+        got = channel.recv_into(view)
+        if got == 0:
+            return None
+        view = view[got:]
+    return buffer
+
+
+def _serve(channel: socket.socket, task: TaskSpec) -> None:
+    started, cpu_started = time.perf_counter(), time.process_time()
+    captured = BoundedText()
+    sys.stdout = sys.stderr = captured
+    try:
+        fn = execute.load_udf(task)
+        args, kwargs = execute.decode_arguments(task)
+        result = execute.call(fn, args, kwargs)
+        schema, batches = execute.encode_result(result, task.max_chunk_bytes)
+        ipc_bytes = execute.write_stream(channel, schema, batches, task)
+    except execute.TaskFailure as failure:
+        channel.sendall(control_frame(FrameType.FAILED, _failure_body(failure)))
+        return
+    finally:
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+    done = {
+        "rows": batches.rows,
+        "batches": batches.batches,
+        "ipc_bytes": ipc_bytes,
+        "wall_seconds": time.perf_counter() - started,
+        "cpu_seconds": time.process_time() - cpu_started,
+        "peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "output_chars": captured.size + captured.dropped,
+    }
+    channel.sendall(control_frame(FrameType.DONE, done))
+
+
+def _failure_body(failure: execute.TaskFailure) -> dict[str, object]:
+    return {
+        "reason": failure.reason,
+        "message": failure.message,
+        "exception_type": failure.exception_type,
+        "traceback": failure.traceback,
+        "metadata": failure.metadata,
+    }

@@ -1,0 +1,230 @@
+"""The warm worker pool: ready workers forked ahead of demand, leased one task at a time.
+
+::
+
+    lease(ns) ──▶ reusable worker of ns? ──yes──▶ run task ──clean──▶ back to ns's idle list
+                     │ no                                    └─killed/cancelled/failed─▶ SIGKILL
+                     ▼
+                  fresh ready worker (or wait for one) ◀── template forks ◀── replenish
+
+A worker is reused only by the namespace that first used it (and at most ``max_tasks_per_worker``
+times); a fresh worker has never run anyone's code. Cancellation or any failure other than a
+clean, reported UDF error kills the worker; the template reaps it and a new one is forked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import sys
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from ._errors import PoolClosedError, SandboxError, UdfFailedError
+from ._template import TemplateProcess
+from ._worker import WorkerHandle
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """How many workers to keep and how to use them."""
+
+    #: Fresh workers kept forked and ready beyond current demand.
+    ready_workers: int = 2
+    #: Workers running tasks at once; further leases wait.
+    max_workers: int = 8
+    #: Tasks one worker may run (all for the same namespace) before it is retired; 1 = one-shot.
+    max_tasks_per_worker: int = 100
+    #: Seconds a forked worker may take to confine itself and report ready.
+    ready_timeout: float = 30.0
+    #: The Python interpreter that runs the template (the server's own by default).
+    python: str = sys.executable
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    """A snapshot of the pool."""
+
+    fresh: int
+    reusable: int
+    leased: int
+    starting: int
+    pids: tuple[int, ...]
+    template_pid: int | None
+
+
+class WorkerPool:
+    """Leases sandboxed workers. ``start()`` before the gRPC server exists; ``open()`` on its loop."""
+
+    def __init__(self, config: PoolConfig | None = None) -> None:
+        self.config = config or PoolConfig()
+        self._template = TemplateProcess(self.config.python)
+        self._slots: asyncio.Semaphore | None = None
+        self._fresh: deque[WorkerHandle] = deque()
+        self._reusable: dict[str, deque[WorkerHandle]] = {}
+        self._waiters: deque[asyncio.Future[WorkerHandle]] = deque()
+        self._workers: dict[int, WorkerHandle] = {}
+        self._leased = 0
+        self._starting = 0
+        self._closed = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        """Exec the template (blocking, ~0.5 s: it imports numpy and pyarrow)."""
+        self._template.start()
+
+    async def open(self) -> None:
+        """Attach to the running loop and fork the first ready workers."""
+        self._slots = asyncio.Semaphore(self.config.max_workers)
+        self._template.attach(self._on_spawned, self._on_exited, self._on_template_lost)
+        self._replenish()
+
+    @contextlib.asynccontextmanager
+    async def lease(self, namespace: str) -> AsyncIterator[WorkerHandle]:
+        """Hold a worker for one task; it is killed unless the task ended cleanly."""
+        if self._closed or self._slots is None:
+            raise PoolClosedError("the worker pool is closed")
+        async with self._slots:
+            worker = self._take_reusable(namespace) or await self._take_fresh()
+            self._leased += 1
+            clean = False
+            try:
+                yield worker
+                clean = True
+            except UdfFailedError:
+                clean = True  # the worker reported the failure and is ready for more
+                raise
+            finally:
+                self._leased -= 1
+                self._give_back(worker, namespace, clean)
+
+    def stats(self) -> PoolStats:
+        return PoolStats(
+            fresh=len(self._fresh),
+            reusable=sum(len(q) for q in self._reusable.values()),
+            leased=self._leased,
+            starting=self._starting,
+            pids=tuple(sorted(self._workers)),
+            template_pid=self._template.pid,
+        )
+
+    async def close(self) -> None:
+        """Kill every worker and stop the template; idempotent."""
+        self._closed = True
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(PoolClosedError("the worker pool is closed"))
+        for worker in list(self._workers.values()):
+            worker.kill()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.to_thread(self._template.stop)
+
+    def _take_reusable(self, namespace: str) -> WorkerHandle | None:
+        idle = self._reusable.get(namespace)
+        while idle:
+            worker = idle.popleft()
+            if worker.alive:
+                return worker
+        return None
+
+    async def _take_fresh(self) -> WorkerHandle:
+        while self._fresh:
+            worker = self._fresh.popleft()
+            if worker.alive:
+                self._replenish()
+                return worker
+        waiter: asyncio.Future[WorkerHandle] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._replenish()
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._offer(waiter.result())  # handed over just as we were cancelled
+            raise
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+
+    def _give_back(self, worker: WorkerHandle, namespace: str, clean: bool) -> None:
+        reusable = clean and worker.tasks_run < self.config.max_tasks_per_worker
+        if reusable and worker.alive and not self._closed:
+            worker.namespace = namespace
+            self._reusable.setdefault(namespace, deque()).append(worker)
+        else:
+            worker.kill()
+        self._replenish()
+
+    def _replenish(self) -> None:
+        if self._closed:
+            return
+        wanted = self.config.ready_workers + len(self._waiters) - len(self._fresh) - self._starting
+        room = self.config.max_workers + self.config.ready_workers - len(self._workers)
+        room -= self._starting
+        if wanted > room:
+            room += self._evict_reusable(wanted - room)
+        count = min(wanted, room)
+        if count > 0:
+            self._starting += count
+            try:
+                self._template.request(count)
+            except PoolClosedError:
+                self._starting -= count
+                self._on_template_lost()
+
+    def _evict_reusable(self, count: int) -> int:
+        evicted = 0
+        for idle in self._reusable.values():
+            while idle and evicted < count:
+                idle.popleft().kill()
+                evicted += 1
+        return evicted
+
+    def _on_spawned(self, pid: int, channel: socket.socket, pidfd: int) -> None:
+        worker = WorkerHandle(pid, channel, pidfd)
+        self._workers[pid] = worker
+        task = asyncio.create_task(self._await_ready(worker))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _await_ready(self, worker: WorkerHandle) -> None:
+        try:
+            await asyncio.wait_for(worker.wait_ready(), self.config.ready_timeout)
+        except (SandboxError, TimeoutError, OSError) as exc:
+            log.error("worker %d failed to start: %s", worker.pid, exc)
+            worker.kill()
+            return
+        finally:
+            self._starting -= 1
+        self._offer(worker)
+
+    def _offer(self, worker: WorkerHandle) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(worker)
+                return
+        self._fresh.append(worker)
+
+    def _on_exited(self, pid: int, returncode: int | None) -> None:
+        worker = self._workers.pop(pid, None)
+        if worker is not None:
+            worker.set_exited(returncode)
+            self._replenish()
+
+    def _on_template_lost(self) -> None:
+        if self._closed:
+            return
+        log.error("the worker template exited; failing waiting leases")
+        self._closed = True
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(PoolClosedError("the worker template exited"))
+        for worker in list(self._workers.values()):
+            worker.kill()

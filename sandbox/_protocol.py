@@ -1,0 +1,129 @@
+"""The parent <-> worker wire protocol, shared by both sides of the trust boundary.
+
+Data flow (one worker, one task at a time)::
+
+    parent (server)                                   worker (sandboxed, untrusted code)
+      |  <-- READY  {pid, python}                         forked from the template, layers applied
+      |  --> TASK   u32 header length | JSON header | blobs (UDF bytes, arguments)
+      |  <-- DATA   raw Arrow IPC bytes (<= max_chunk_bytes each; concatenated = one IPC stream)
+      |  <-- DONE   {rows, batches, ipc_bytes, wall_seconds, cpu_seconds, peak_memory_bytes}
+      |      or FAILED {reason, message, exception_type, traceback, metadata}
+      |  --> TASK ... (the worker is reused only within one namespace) or close (the worker exits)
+
+Every frame is a 5-byte header (type: u8, payload length: u32, network order) and the payload.
+The parent never unpickles anything the worker sends: DATA is passed through as opaque bytes,
+control frames are small JSON documents whose length is checked before anything is allocated.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Literal
+
+HEADER = struct.Struct("!BI")
+TASK_HEADER = struct.Struct("!I")
+
+#: The largest control frame (READY, DONE, FAILED) the parent accepts.
+MAX_CONTROL_FRAME = 256 * 1024
+#: Exception messages and tracebacks are cut to this many characters inside the worker.
+MAX_ERROR_TEXT = 32 * 1024
+
+ArgKind = Literal["json", "arrow", "pickled"]
+UdfKind = Literal["pickled", "source"]
+
+#: Failure reasons a worker may report; anything else is a protocol violation.
+WORKER_REASONS = frozenset(
+    {
+        "ERROR_REASON_UDF_RAISED",
+        "ERROR_REASON_UDF_SOURCE_INVALID",
+        "ERROR_REASON_UDF_ENTRY_POINT_MISSING",
+        "ERROR_REASON_UDF_PICKLE_INVALID",
+        "ERROR_REASON_ARGUMENT_INVALID",
+        "ERROR_REASON_RESULT_TYPE_UNSUPPORTED",
+    }
+)
+
+
+class FrameType(enum.IntEnum):
+    """The kinds of frame on a worker channel."""
+
+    READY = 1
+    TASK = 2
+    DATA = 3
+    DONE = 4
+    FAILED = 5
+
+
+@dataclass(frozen=True)
+class ArgSpec:
+    """One encoded argument, still untrusted bytes; decoded only inside the worker."""
+
+    kind: ArgKind
+    data: bytes
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything a worker needs to run one UDF call."""
+
+    udf_kind: UdfKind
+    udf: bytes
+    entry_point: str = ""
+    args: tuple[ArgSpec, ...] = ()
+    kwargs: tuple[tuple[str, ArgSpec], ...] = ()
+    max_chunk_bytes: int = 1 << 20
+    compression: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def encode_task(task: TaskSpec) -> list[bytes]:
+    """Return the TASK frame as buffers for ``sendmsg`` (blobs are not copied into one)."""
+    blobs = [task.udf, *(a.data for a in task.args), *(a.data for _, a in task.kwargs)]
+    header = json.dumps(
+        {
+            "udf_kind": task.udf_kind,
+            "entry_point": task.entry_point,
+            "args": [a.kind for a in task.args],
+            "kwargs": [[name, a.kind] for name, a in task.kwargs],
+            "lengths": [len(b) for b in blobs],
+            "max_chunk_bytes": task.max_chunk_bytes,
+            "compression": task.compression,
+            "labels": task.labels,
+        }
+    ).encode()
+    size = TASK_HEADER.size + len(header) + sum(len(b) for b in blobs)
+    return [HEADER.pack(FrameType.TASK, size), TASK_HEADER.pack(len(header)), header, *blobs]
+
+
+def decode_task(payload: memoryview) -> TaskSpec:
+    """Inverse of :func:`encode_task`, given a TASK frame's payload."""
+    (header_len,) = TASK_HEADER.unpack_from(payload)
+    start = TASK_HEADER.size
+    header = json.loads(bytes(payload[start : start + header_len]))
+    offset = start + header_len
+    blobs = []
+    for length in header["lengths"]:
+        blobs.append(bytes(payload[offset : offset + length]))
+        offset += length
+    udf, rest = blobs[0], iter(blobs[1:])
+    args = tuple(ArgSpec(kind, next(rest)) for kind in header["args"])
+    kwargs = tuple((name, ArgSpec(kind, next(rest))) for name, kind in header["kwargs"])
+    return TaskSpec(
+        udf_kind=header["udf_kind"],
+        udf=udf,
+        entry_point=header["entry_point"],
+        args=args,
+        kwargs=kwargs,
+        max_chunk_bytes=header["max_chunk_bytes"],
+        compression=header["compression"],
+        labels=header["labels"],
+    )
+
+
+def control_frame(kind: FrameType, body: dict[str, object]) -> bytes:
+    """Encode a small JSON control frame (READY, DONE, FAILED)."""
+    payload = json.dumps(body).encode()
+    return HEADER.pack(kind, len(payload)) + payload

@@ -1,0 +1,172 @@
+"""Parent side of one worker: send it a task, read its frames, kill it.
+
+Nothing read from the worker is trusted: frame lengths are checked against limits before any
+payload is read, control frames are bounded JSON, and DATA frames are passed through unparsed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from ._errors import ProtocolViolationError, UdfFailedError, WorkerDiedError
+from ._protocol import HEADER, MAX_CONTROL_FRAME, WORKER_REASONS, FrameType, TaskSpec, encode_task
+
+#: How long to wait for the template's exit report once a worker's channel hits EOF.
+EXIT_REPORT_TIMEOUT = 5.0
+RECV_SIZE = 256 * 1024
+
+
+@dataclass(frozen=True)
+class TaskSummary:
+    """What a worker reported about a finished task."""
+
+    rows: int
+    batches: int
+    ipc_bytes: int
+    wall_seconds: float
+    cpu_seconds: float
+    peak_memory_bytes: int
+
+
+class WorkerHandle:
+    """A live worker process, seen from the parent."""
+
+    def __init__(self, pid: int, channel: socket.socket, pidfd: int) -> None:
+        self.pid = pid
+        self.namespace: str | None = None
+        self.tasks_run = 0
+        self._channel = channel
+        self._pidfd: int | None = pidfd
+        self._leftover = b""
+        self.exited: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        channel.setblocking(False)
+
+    @property
+    def alive(self) -> bool:
+        return not self.exited.done()
+
+    async def wait_ready(self) -> None:
+        """Wait for the worker's READY frame (it has applied its sandbox layers)."""
+        kind, payload = await self._read_frame(MAX_CONTROL_FRAME)
+        if kind != FrameType.READY:
+            raise ProtocolViolationError(f"expected READY, got frame type {kind}")
+
+    async def run(self, task: TaskSpec) -> AsyncIterator[bytes | TaskSummary]:
+        """Run one task: yield the result's IPC bytes as they come, then its summary."""
+        self.tasks_run += 1
+        loop = asyncio.get_running_loop()
+        for buffer in encode_task(task):
+            await loop.sock_sendall(self._channel, buffer)
+        while True:
+            kind, payload = await self._read_frame(max(task.max_chunk_bytes, MAX_CONTROL_FRAME))
+            if kind == FrameType.DATA:
+                if len(payload) > task.max_chunk_bytes:
+                    raise ProtocolViolationError("DATA frame larger than the chunk limit")
+                yield payload
+            elif kind == FrameType.DONE:
+                yield _summary(_json(payload))
+                return
+            elif kind == FrameType.FAILED:
+                raise _failure(_json(payload))
+            else:
+                raise ProtocolViolationError(f"unexpected frame type {kind} during a task")
+
+    def kill(self) -> None:
+        """SIGKILL the worker (through its pidfd, so a recycled pid is never hit)."""
+        if self._pidfd is not None and self.alive:
+            try:
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.retire()
+
+    def retire(self) -> None:
+        """Close the channel; an idle worker exits on EOF. Idempotent."""
+        self._channel.close()
+
+    def set_exited(self, returncode: int | None) -> None:
+        """Record the template's report that the process has ended and been reaped."""
+        self.retire()
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        if not self.exited.done():
+            self.exited.set_result(returncode)
+
+    async def _read_frame(self, limit: int) -> tuple[FrameType, bytes]:
+        header = await self._read_exactly(HEADER.size)
+        kind, length = HEADER.unpack(header)
+        try:
+            frame_type = FrameType(kind)
+        except ValueError:
+            raise ProtocolViolationError(f"unknown frame type {kind}") from None
+        if length > limit:
+            raise ProtocolViolationError(f"frame of {length} bytes exceeds the limit of {limit}")
+        return frame_type, await self._read_exactly(length)
+
+    async def _read_exactly(self, size: int) -> bytes:
+        pieces, have = [self._leftover], len(self._leftover)
+        loop = asyncio.get_running_loop()
+        while have < size:
+            piece = await loop.sock_recv(self._channel, max(size - have, RECV_SIZE))
+            if not piece:
+                await self._died()
+            pieces.append(piece)
+            have += len(piece)
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        self._leftover = data[size:]
+        return data[:size] if len(data) > size else data
+
+    async def _died(self) -> None:
+        try:
+            returncode = await asyncio.wait_for(asyncio.shield(self.exited), EXIT_REPORT_TIMEOUT)
+        except TimeoutError:
+            returncode = None
+        raise WorkerDiedError(self.pid, returncode)
+
+
+def _json(payload: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(payload)
+    except ValueError as exc:
+        raise ProtocolViolationError(f"malformed control frame: {exc}") from None
+    if not isinstance(body, dict):
+        raise ProtocolViolationError("control frame is not a JSON object")
+    return body
+
+
+def _summary(body: dict[str, Any]) -> TaskSummary:
+    try:
+        return TaskSummary(
+            rows=int(body["rows"]),
+            batches=int(body["batches"]),
+            ipc_bytes=int(body["ipc_bytes"]),
+            wall_seconds=float(body["wall_seconds"]),
+            cpu_seconds=float(body["cpu_seconds"]),
+            peak_memory_bytes=int(body["peak_memory_bytes"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProtocolViolationError(f"malformed DONE frame: {exc!r}") from None
+
+
+def _failure(body: dict[str, Any]) -> UdfFailedError:
+    reason = body.get("reason")
+    if reason not in WORKER_REASONS:
+        raise ProtocolViolationError(f"worker reported an unknown reason {str(reason)[:64]!r}")
+    metadata = body.get("metadata")
+    if not isinstance(metadata, dict):
+        metadata = {}
+    return UdfFailedError(
+        str(reason),
+        str(body.get("message", "")),
+        exception_type=str(body.get("exception_type", "")),
+        traceback=str(body.get("traceback", "")),
+        metadata={str(k)[:64]: str(v)[:1024] for k, v in list(metadata.items())[:16]},
+    )

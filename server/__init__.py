@@ -1,0 +1,6 @@
+"""The tilefn gRPC server (trusted side): configuration, wiring, services, status mapping."""
+
+from ._app import TilefnServer, serve
+from ._config import ServerConfig
+
+__all__ = ["ServerConfig", "TilefnServer", "serve"]

@@ -1,0 +1,24 @@
+"""``python -m tilefn.server``: run a tilefn server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from ._app import serve
+from ._config import add_arguments, from_arguments
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="tilefn serve", description="Run a tilefn server.")
+    add_arguments(parser)
+    config = from_arguments(parser.parse_args(argv))
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(serve(config))
+
+
+if __name__ == "__main__":
+    main()

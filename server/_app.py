@@ -1,0 +1,92 @@
+"""Wiring: the worker pool first, then the gRPC server with health and reflection; drain on stop.
+
+Start order matters: the worker template is exec'd before any gRPC object exists, so no worker
+can ever inherit gRPC threads or state. Stop order is fixed and idempotent: health goes
+NOT_SERVING and new calls are refused, in-flight calls get ``drain_grace`` seconds, then the
+workers and their template are stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from tilefn.sandbox import WorkerPool
+from tilefn.v1 import udf_service_pb2, udf_service_pb2_grpc
+
+from ._config import ServerConfig
+from ._udf_service import UdfService
+
+log = logging.getLogger(__name__)
+
+UDF_SERVICE = udf_service_pb2.DESCRIPTOR.services_by_name["UdfService"].full_name
+#: Headroom above max_request_bytes so oversized requests reach our handler and get a clear error.
+RECEIVE_SLACK = 1 << 20
+
+
+class TilefnServer:
+    """One tilefn replica: worker pool, gRPC server, health."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.pool = WorkerPool(config.pool)
+        self.port = 0
+        self._server: grpc.aio.Server | None = None
+        self._health = health.aio.HealthServicer()
+        self._udf: UdfService | None = None
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> int:
+        """Start workers, then serve; return the bound port."""
+        self.pool.start()
+        await self.pool.open()
+        limit = self.config.max_request_bytes + RECEIVE_SLACK
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit)])
+        self._udf = UdfService(self.config, self.pool)
+        udf_service_pb2_grpc.add_UdfServiceServicer_to_server(self._udf, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        names = (UDF_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                 reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, server)
+        self.port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+        await server.start()
+        self._server = server
+        for name in ("", UDF_SERVICE):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        return self.port
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Drain and stop; safe to call more than once."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        await self._health.enter_graceful_shutdown()
+        if self._udf is not None:
+            self._udf.draining = True
+        if self._server is not None:
+            await self._server.stop(self.config.drain_grace if grace is None else grace)
+        await self.pool.close()
+
+    async def wait(self) -> None:
+        """Return once stop() has been called."""
+        await self._stopped.wait()
+
+
+async def serve(config: ServerConfig) -> None:
+    """Run until SIGINT or SIGTERM, then drain and exit."""
+    server = TilefnServer(config)
+    port = await server.start()
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    print(f"tilefn serving on {config.host}:{port}", flush=True)
+    log.info("serving on %s:%d with %d ready workers", config.host, port, config.pool.ready_workers)
+    await stopping.wait()
+    log.info("draining (grace %.0f s)", config.drain_grace)
+    await server.stop()

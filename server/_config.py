@@ -1,0 +1,64 @@
+"""Server configuration: one frozen dataclass, filled from command-line flags or TILEFN_* variables."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field, fields
+
+from tilefn.sandbox import PoolConfig
+
+MIB = 1 << 20
+#: Bounds of ExecutionOptions.max_chunk_bytes: every response fits gRPC's default 4 MiB limit.
+MIN_CHUNK_BYTES = 64 * 1024
+MAX_CHUNK_BYTES = 4 * MIB - 1024
+DEFAULT_CHUNK_BYTES = MIB
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything the server needs to know at start."""
+
+    #: Interface to listen on. Loopback by default: exposing tilefn is a deliberate act.
+    host: str = "127.0.0.1"
+    #: TCP port; 0 picks a free one (printed at start).
+    port: int = 50051
+    #: Largest ExecuteUdf request (UDF plus arguments) accepted, in bytes.
+    max_request_bytes: int = 64 * MIB
+    #: UDF run time when the request sets no timeout, in seconds.
+    default_timeout: float = 300.0
+    #: Longest UDF run time a request may ask for, in seconds.
+    max_timeout: float = 3600.0
+    #: Seconds in-flight calls get to finish after SIGTERM before they are cancelled.
+    drain_grace: float = 30.0
+    #: Worker pool settings.
+    pool: PoolConfig = field(default_factory=PoolConfig)
+    #: Logging level name.
+    log_level: str = "INFO"
+
+
+_SERVER_FLAGS = ("host", "port", "max_request_bytes", "default_timeout", "max_timeout",
+                 "drain_grace", "log_level")
+_POOL_FLAGS = ("ready_workers", "max_workers", "max_tasks_per_worker")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per setting; each defaults to TILEFN_<NAME> or the built-in default."""
+    defaults = {f.name: f.default for f in fields(ServerConfig)}
+    pool_defaults = {f.name: f.default for f in fields(PoolConfig)}
+    for name in _SERVER_FLAGS + _POOL_FLAGS:
+        default = defaults[name] if name in defaults else pool_defaults[name]
+        env = os.environ.get(f"TILEFN_{name.upper()}")
+        kind = type(default)
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=kind,
+            default=kind(env) if env is not None else default,
+            help=f"(env TILEFN_{name.upper()}, default {default})",
+        )
+
+
+def from_arguments(options: argparse.Namespace) -> ServerConfig:
+    """Build the config from parsed flags."""
+    pool = PoolConfig(**{name: getattr(options, name) for name in _POOL_FLAGS})
+    return ServerConfig(pool=pool, **{name: getattr(options, name) for name in _SERVER_FLAGS})

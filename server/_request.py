@@ -1,0 +1,162 @@
+"""Validate an ExecuteUdfRequest and turn it into a worker task, without decoding untrusted bytes.
+
+The server only checks shapes, sizes and options here; UDF bytes and argument payloads stay
+opaque until a sandboxed worker decodes them.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from tilefn.sandbox import ArgSpec, TaskSpec
+from tilefn.v1 import udf_pb2, udf_service_pb2
+
+from ._config import DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES, ServerConfig
+from ._status import R, ServiceError
+
+SERVER_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+COMPRESSION = {
+    udf_pb2.COMPRESSION_UNSPECIFIED: None,
+    udf_pb2.COMPRESSION_NONE: None,
+    udf_pb2.COMPRESSION_LZ4_FRAME: "lz4",
+    udf_pb2.COMPRESSION_ZSTD: "zstd",
+}
+
+
+@dataclass(frozen=True)
+class Execution:
+    """A validated request: what to send the worker and how long it may take."""
+
+    task: TaskSpec
+    timeout: float
+
+
+def plan_execution(request: udf_service_pb2.ExecuteUdfRequest, config: ServerConfig) -> Execution:
+    """Check the request; raise ServiceError with the precise reason for anything wrong."""
+    size = request.ByteSize()
+    if size > config.max_request_bytes:
+        raise ServiceError(
+            R.ERROR_REASON_REQUEST_TOO_LARGE,
+            f"the request is {size} bytes; this server accepts at most {config.max_request_bytes}",
+            size=str(size),
+            limit=str(config.max_request_bytes),
+        )
+    if request.arrays or any(a.HasField("array") for a in _all_arguments(request)):
+        raise ServiceError(
+            R.ERROR_REASON_NOT_IMPLEMENTED,
+            "array inputs are not served by this server version yet",
+            feature="array_inputs",
+        )
+    udf_kind, udf, entry_point = _udf(request.udf)
+    options = request.options
+    return Execution(
+        task=TaskSpec(
+            udf_kind=udf_kind,
+            udf=udf,
+            entry_point=entry_point,
+            args=tuple(_argument(f"args[{i}]", a) for i, a in enumerate(request.args)),
+            kwargs=tuple(
+                (name, _argument(f"kwargs[{name!r}]", a)) for name, a in request.kwargs.items()
+            ),
+            max_chunk_bytes=_chunk_bytes(options.max_chunk_bytes),
+            compression=_compression(options.compression),
+        ),
+        timeout=_timeout(options, config),
+    )
+
+
+def _all_arguments(request: udf_service_pb2.ExecuteUdfRequest) -> list[udf_pb2.Argument]:
+    return [*request.args, *request.kwargs.values()]
+
+
+def _udf(spec: udf_pb2.UdfSpec) -> tuple[str, bytes, str]:
+    kind = spec.WhichOneof("kind")
+    if kind == "pickled":
+        if not spec.pickled.data:
+            raise ServiceError(R.ERROR_REASON_UDF_MISSING, "the pickled UDF is empty")
+        _check_python(spec.pickled, "the pickled UDF")
+        return "pickled", spec.pickled.data, ""
+    if kind == "source":
+        if not spec.source.text.strip():
+            raise ServiceError(R.ERROR_REASON_UDF_MISSING, "the UDF source text is empty")
+        entry = spec.source.entry_point
+        if entry and not entry.isidentifier():
+            raise ServiceError(
+                R.ERROR_REASON_UDF_ENTRY_POINT_MISSING,
+                f"the entry point {entry[:80]!r} is not a Python identifier",
+                entry_point=entry[:80],
+            )
+        return "source", spec.source.text.encode(), entry
+    if kind == "registered":
+        raise ServiceError(
+            R.ERROR_REASON_NOT_IMPLEMENTED,
+            "registered UDFs are not served by this server version yet",
+            feature="registered_udfs",
+        )
+    raise ServiceError(
+        R.ERROR_REASON_UDF_MISSING, "the request names no UDF: set udf.pickled, source or registered"
+    )
+
+
+def _check_python(value: udf_pb2.PickledValue, what: str) -> None:
+    if value.python_version == SERVER_PYTHON:
+        return
+    client = value.python_version or "unstated"
+    raise ServiceError(
+        R.ERROR_REASON_PYTHON_VERSION_MISMATCH,
+        f"{what} was made by Python {client}, but workers run Python {SERVER_PYTHON}; pickles only "
+        f"load in the same minor version: use Python {SERVER_PYTHON}, or send source text",
+        client_python=client[:16],
+        server_python=SERVER_PYTHON,
+    )
+
+
+def _argument(label: str, arg: udf_pb2.Argument) -> ArgSpec:
+    kind = arg.WhichOneof("kind")
+    if kind == "json":
+        return ArgSpec("json", arg.json.encode())
+    if kind == "arrow_ipc":
+        return ArgSpec("arrow", arg.arrow_ipc)
+    if kind == "pickled":
+        _check_python(arg.pickled, f"argument {label}")
+        return ArgSpec("pickled", arg.pickled.data)
+    raise ServiceError(
+        R.ERROR_REASON_ARGUMENT_INVALID, f"argument {label} has no value", argument=label
+    )
+
+
+def _chunk_bytes(requested: int) -> int:
+    if requested == 0:
+        return DEFAULT_CHUNK_BYTES
+    if not MIN_CHUNK_BYTES <= requested <= MAX_CHUNK_BYTES:
+        raise ServiceError(
+            R.ERROR_REASON_OPTION_INVALID,
+            f"max_chunk_bytes must be between {MIN_CHUNK_BYTES} and {MAX_CHUNK_BYTES}, "
+            f"or 0 for the default; got {requested}",
+            option="max_chunk_bytes",
+        )
+    return requested
+
+
+def _compression(value: int) -> str | None:
+    if value not in COMPRESSION:
+        raise ServiceError(
+            R.ERROR_REASON_OPTION_INVALID,
+            f"unknown compression {value}",
+            option="compression",
+        )
+    return COMPRESSION[value]
+
+
+def _timeout(options: udf_pb2.ExecutionOptions, config: ServerConfig) -> float:
+    if not options.HasField("timeout"):
+        return config.default_timeout
+    seconds = options.timeout.ToTimedelta().total_seconds()
+    if seconds < 0 or seconds > config.max_timeout:
+        raise ServiceError(
+            R.ERROR_REASON_OPTION_INVALID,
+            f"timeout must be between 0 and {config.max_timeout} seconds; got {seconds}",
+            option="timeout",
+        )
+    return seconds or config.default_timeout

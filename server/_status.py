@@ -1,0 +1,165 @@
+"""The one place where server-side failures become gRPC statuses.
+
+Every non-OK status carries a ``google.rpc.Status`` with one ``ErrorInfo`` (reason = an
+``ErrorReason`` name, domain "tilefn", metadata = the dynamic values) and, for a UDF's own
+exception, a ``DebugInfo`` with the remote traceback. The code for each reason is fixed by
+``CODES`` below and documented in docs/errors.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from tilefn.sandbox import (
+    PoolClosedError,
+    ProtocolViolationError,
+    UdfFailedError,
+    WorkerDiedError,
+    describe_exit,
+)
+from tilefn.v1 import error_pb2
+
+log = logging.getLogger(__name__)
+
+DOMAIN = "tilefn"
+TASK_ID_KEY = "tilefn-task-id"
+R = error_pb2.ErrorReason
+C = grpc.StatusCode
+
+CODES: dict[int, grpc.StatusCode] = {
+    R.ERROR_REASON_UDF_MISSING: C.INVALID_ARGUMENT,
+    R.ERROR_REASON_UDF_SOURCE_INVALID: C.INVALID_ARGUMENT,
+    R.ERROR_REASON_UDF_ENTRY_POINT_MISSING: C.INVALID_ARGUMENT,
+    R.ERROR_REASON_UDF_PICKLE_INVALID: C.INVALID_ARGUMENT,
+    R.ERROR_REASON_PYTHON_VERSION_MISMATCH: C.FAILED_PRECONDITION,
+    R.ERROR_REASON_ARGUMENT_INVALID: C.INVALID_ARGUMENT,
+    R.ERROR_REASON_REQUEST_TOO_LARGE: C.INVALID_ARGUMENT,
+    R.ERROR_REASON_OPTION_INVALID: C.INVALID_ARGUMENT,
+    R.ERROR_REASON_UDF_RAISED: C.UNKNOWN,
+    R.ERROR_REASON_RESULT_TYPE_UNSUPPORTED: C.INVALID_ARGUMENT,
+    R.ERROR_REASON_TIMEOUT: C.DEADLINE_EXCEEDED,
+    R.ERROR_REASON_WORKER_DIED: C.ABORTED,
+    R.ERROR_REASON_WORKER_PROTOCOL_VIOLATION: C.ABORTED,
+    R.ERROR_REASON_NOT_IMPLEMENTED: C.UNIMPLEMENTED,
+    R.ERROR_REASON_SHUTTING_DOWN: C.UNAVAILABLE,
+    R.ERROR_REASON_INTERNAL: C.INTERNAL,
+}
+
+
+class ServiceError(Exception):
+    """A failure with a reason; raised anywhere in the server, mapped here."""
+
+    def __init__(
+        self, reason: int, message: str, *, traceback: str = "", **metadata: str
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.traceback = traceback
+        self.metadata = metadata
+
+    @property
+    def code(self) -> grpc.StatusCode:
+        return CODES[self.reason]
+
+
+@dataclass(frozen=True)
+class RichStatus(grpc.Status):  # type: ignore[misc]
+    """A grpc.Status with google.rpc.Status details in the trailing metadata."""
+
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
+
+
+def to_service_error(exc: BaseException) -> ServiceError:
+    """Translate any exception into a ServiceError (unknown ones are INTERNAL and logged)."""
+    if isinstance(exc, ServiceError):
+        return exc
+    if isinstance(exc, UdfFailedError):
+        return ServiceError(
+            error_pb2.ErrorReason.Value(exc.reason),
+            exc.message,
+            traceback=exc.traceback,
+            **exc.metadata,
+        )
+    if isinstance(exc, WorkerDiedError):
+        return ServiceError(
+            R.ERROR_REASON_WORKER_DIED,
+            f"the worker running the UDF {describe_exit(exc.returncode)} before finishing",
+            returncode=str(exc.returncode),
+        )
+    if isinstance(exc, ProtocolViolationError):
+        return ServiceError(
+            R.ERROR_REASON_WORKER_PROTOCOL_VIOLATION, f"the worker broke the protocol: {exc}"
+        )
+    if isinstance(exc, PoolClosedError):
+        return ServiceError(R.ERROR_REASON_SHUTTING_DOWN, str(exc))
+    log.exception("internal error", exc_info=exc)
+    return ServiceError(R.ERROR_REASON_INTERNAL, "internal server error; see the server log")
+
+
+def to_status(error: ServiceError, task_id: str = "") -> RichStatus:
+    """Build the status (with ErrorInfo, and DebugInfo for a traceback) for an error."""
+    metadata = dict(error.metadata)
+    if task_id:
+        metadata["task_id"] = task_id
+    info = error_details_pb2.ErrorInfo(
+        reason=error_pb2.ErrorReason.Name(error.reason), domain=DOMAIN, metadata=metadata
+    )
+    details = [_pack(info)]
+    if error.traceback:
+        debug = error_details_pb2.DebugInfo(
+            stack_entries=error.traceback.splitlines(), detail=error.traceback
+        )
+        details.append(_pack(debug))
+    status = status_pb2.Status(code=error.code.value[0], message=error.message, details=details)
+    trailing: tuple[tuple[str, str | bytes], ...] = (
+        ("grpc-status-details-bin", status.SerializeToString()),
+    )
+    if task_id:
+        trailing += ((TASK_ID_KEY, task_id),)
+    return RichStatus(error.code, error.message, trailing)
+
+
+def _pack(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+Handler = TypeVar("Handler", bound=Callable[..., AsyncIterator[Any]])
+
+
+def status_mapped(method: Handler) -> Handler:
+    """Wrap a server-streaming handler so every failure leaves as a rich status."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        try:
+            async for response in method(self, request, context):
+                yield response
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = to_service_error(exc)
+            task_id = getattr(exc, "task_id", "") or _task_id(context)
+            await context.abort_with_status(to_status(error, task_id))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _task_id(context: grpc.aio.ServicerContext) -> str:
+    for key, value in context.trailing_metadata() or ():
+        if key == TASK_ID_KEY:
+            return str(value)
+    return ""

@@ -1,0 +1,85 @@
+"""UdfService: run a UDF in a leased worker and stream its Arrow result."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+from google.protobuf import duration_pb2
+
+from tilefn.sandbox import TaskSummary, WorkerPool
+from tilefn.v1 import udf_service_pb2 as pb
+from tilefn.v1 import udf_service_pb2_grpc
+
+from ._config import ServerConfig
+from ._request import plan_execution
+from ._status import TASK_ID_KEY, R, ServiceError, status_mapped
+
+log = logging.getLogger(__name__)
+
+#: The namespace every caller shares until authentication assigns real ones.
+DEFAULT_NAMESPACE = "default"
+
+
+class UdfService(udf_service_pb2_grpc.UdfServiceServicer):
+    """Serves tilefn.v1.UdfService."""
+
+    def __init__(self, config: ServerConfig, pool: WorkerPool) -> None:
+        self._config = config
+        self._pool = pool
+        self.draining = False
+
+    @status_mapped
+    async def ExecuteUdf(  # noqa: N802 (gRPC method name)
+        self, request: pb.ExecuteUdfRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ExecuteUdfResponse]:
+        task_id = uuid.uuid4().hex
+        context.set_trailing_metadata(((TASK_ID_KEY, task_id),))
+        if self.draining:
+            raise ServiceError(R.ERROR_REASON_SHUTTING_DOWN, "the server is shutting down")
+        execution = plan_execution(request, self._config)
+        yield pb.ExecuteUdfResponse(task=pb.TaskInfo(task_id=task_id))
+        log.info("task %s started", task_id)
+        deadline = asyncio.get_running_loop().time() + execution.timeout
+        try:
+            async with self._pool.lease(DEFAULT_NAMESPACE) as worker:
+                frames = worker.run(execution.task)
+                while True:
+                    # The timeout covers the worker, not time spent waiting on a slow reader.
+                    async with asyncio.timeout_at(deadline):
+                        item = await anext(frames, None)
+                    if item is None:
+                        break
+                    if isinstance(item, TaskSummary):
+                        yield pb.ExecuteUdfResponse(summary=_summary(task_id, item))
+                    else:
+                        yield pb.ExecuteUdfResponse(ipc=item)
+        except TimeoutError:
+            raise ServiceError(
+                R.ERROR_REASON_TIMEOUT,
+                f"the UDF ran longer than its timeout of {execution.timeout:g} s and was stopped",
+                timeout_seconds=f"{execution.timeout:g}",
+            ) from None
+        finally:
+            log.info("task %s ended", task_id)
+
+
+def _summary(task_id: str, item: TaskSummary) -> pb.ExecutionSummary:
+    return pb.ExecutionSummary(
+        task_id=task_id,
+        rows=item.rows,
+        batches=item.batches,
+        ipc_bytes=item.ipc_bytes,
+        wall_time=_duration(item.wall_seconds),
+        cpu_time=_duration(item.cpu_seconds),
+        peak_memory_bytes=item.peak_memory_bytes,
+    )
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    duration = duration_pb2.Duration()
+    duration.FromNanoseconds(int(seconds * 1e9))
+    return duration

@@ -1,0 +1,141 @@
+"""Shared fixtures: real tilefn servers in subprocesses on 127.0.0.1, clients, leak checks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tilefn.client import Client
+
+STARTUP_TIMEOUT = 60.0
+READY_LINE = "tilefn serving on "
+
+
+class ServerProcess:
+    """``python -m tilefn.server`` on a free loopback port, stopped with SIGTERM."""
+
+    def __init__(self, log_dir: Path, *flags: str) -> None:
+        self.log_path = log_dir / f"server-{time.monotonic_ns()}.log"
+        command = [sys.executable, "-m", "tilefn.server", "--host", "127.0.0.1", "--port", "0"]
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [*command, "--drain-grace", "5", *flags],
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+        )
+        self.address = self._wait_ready()
+
+    def _wait_ready(self) -> str:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()  # the server prints this once it is serving
+        if not line.startswith(READY_LINE):
+            self.process.kill()
+            raise RuntimeError(f"server did not start: {line!r}\n{self.log_path.read_text()}")
+        return line[len(READY_LINE) :].strip()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def template_pid(self) -> int:
+        (template,) = children(self.pid)
+        return template
+
+    def worker_pids(self) -> set[int]:
+        return set(children(self.template_pid()))
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+def children(pid: int) -> list[int]:
+    """Live (non-zombie) child processes of pid."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll until predicate() is true; fail the test after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def process_gone(pid: int) -> bool:
+    """True once pid has exited and been reaped (or is a zombie about to be)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return state[state.rindex(")") + 2] == "Z"
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server shared by the tests that do not need special settings."""
+    proc = ServerProcess(tmp_path_factory.mktemp("server"), "--max-request-bytes", str(8 << 20))
+    yield proc
+    assert proc.stop() == 0, proc.log_path.read_text()
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start servers with specific flags; each is stopped (and must exit cleanly) after the test."""
+    started: list[ServerProcess] = []
+
+    def start(*flags: str) -> ServerProcess:
+        proc = ServerProcess(tmp_path, *flags)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        template = children(proc.pid)
+        assert proc.stop() == 0, proc.log_path.read_text()
+        for pid in template:
+            wait_for(lambda pid=pid: process_gone(pid), what=f"template {pid} to exit")
+
+
+@pytest.fixture
+def client(server: ServerProcess) -> Iterator[Client]:
+    with Client(server.address) as c:
+        yield c
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_workers(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves the shared server with more worker processes than it should have."""
+    yield
+    if "server" not in request.fixturenames:
+        return
+    proc: ServerProcess = request.getfixturevalue("server")
+    limit = 8 + 2  # max_workers + ready_workers (defaults)
+    wait_for(lambda: len(proc.worker_pids()) <= limit, what="worker count to settle")

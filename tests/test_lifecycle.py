@@ -1,0 +1,157 @@
+"""Deadlines, cancellation, timeouts, worker reuse, drain and server death: nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+
+from tilefn.client import Client, UdfTimeoutError
+from tilefn.client._request import Options, build_request
+from tilefn.v1 import udf_service_pb2_grpc
+
+from conftest import ServerProcess, children, process_gone, wait_for
+
+
+def pid_then_sleep() -> Iterator[Any]:
+    """Report the worker's pid as the first item, then hang."""
+    import os
+    import time
+
+    yield np.array([os.getpid()])
+    time.sleep(3600)
+    yield np.array([0])
+
+
+def first_pid(batches: Iterator[Any]) -> int:
+    return int(next(iter(batches)).column(0)[0].as_py())
+
+
+def test_client_deadline_kills_the_worker(server: ServerProcess) -> None:
+    request = build_request(pid_then_sleep, (), {}, Options())
+    with grpc.insecure_channel(server.address) as channel:
+        call = udf_service_pb2_grpc.UdfServiceStub(channel).ExecuteUdf(request, timeout=3)
+        responses = iter(call)
+        next(responses)  # task
+        ipc = b""
+        with pytest.raises(grpc.RpcError) as caught:
+            for response in responses:
+                ipc += response.ipc
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    import pyarrow as pa
+
+    pid = int(pa.ipc.open_stream(ipc).read_next_batch().column(0)[0].as_py())
+    wait_for(lambda: process_gone(pid), what=f"worker {pid} to be killed")
+
+
+def test_client_cancel_kills_the_worker(client: Client, server: ServerProcess) -> None:
+    stream = client.stream(pid_then_sleep)
+    pid = first_pid(stream)
+    assert pid in server.worker_pids()
+    stream.cancel()
+    wait_for(lambda: process_gone(pid), what=f"worker {pid} to be killed")
+
+
+def test_timeout_option_kills_the_worker(client: Client) -> None:
+    stream = client.with_options(timeout=1.0).stream(pid_then_sleep)
+    batches = iter(stream)
+    pid = first_pid(batches)
+    with pytest.raises(UdfTimeoutError) as caught:
+        list(batches)
+    assert caught.value.reason == "ERROR_REASON_TIMEOUT"
+    assert caught.value.metadata["timeout_seconds"] == "1"
+    wait_for(lambda: process_gone(pid), what=f"worker {pid} to be killed")
+
+
+def test_busy_loop_is_killed_on_timeout(client: Client) -> None:
+    def spin() -> None:
+        while True:
+            pass
+
+    with pytest.raises(UdfTimeoutError):
+        client.with_options(timeout=0.5).exec(spin)
+
+
+def getpid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def test_workers_are_reused_within_a_namespace(make_server: Callable[..., ServerProcess]) -> None:
+    server = make_server("--max-tasks-per-worker", "3")
+    with Client(server.address) as client:
+        pids = [client.exec(getpid) for _ in range(6)]
+    assert pids[0] == pids[1] == pids[2] and pids[3] == pids[4] == pids[5]
+    assert pids[0] != pids[3]
+
+
+def test_one_shot_workers(make_server: Callable[..., ServerProcess]) -> None:
+    server = make_server("--max-tasks-per-worker", "1", "--ready-workers", "1")
+    with Client(server.address) as client:
+        pids = [client.exec(getpid) for _ in range(4)]
+    assert len(set(pids)) == 4
+    wait_for(lambda: all(process_gone(p) for p in pids), what="used workers to exit")
+
+
+def test_worker_state_is_cleared_by_a_failure_kill(client: Client) -> None:
+    """A worker killed mid-task is replaced: the next call runs in a fresh process."""
+    stream = client.stream(pid_then_sleep)
+    pid = first_pid(stream)
+    stream.cancel()
+    assert client.exec(getpid) != pid
+
+
+def test_concurrent_calls(client: Client) -> None:
+    results: list[Any] = []
+
+    def call(i: int) -> None:
+        results.append(client.exec(lambda n: np.full(1000, n).sum(), i))
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sorted(results) == [i * 1000 for i in range(16)]
+
+
+def test_drain_finishes_in_flight_calls(make_server: Callable[..., ServerProcess]) -> None:
+    server = make_server()
+
+    def slow() -> int:
+        import time
+
+        time.sleep(1.5)
+        return 7
+
+    with Client(server.address) as client:
+        outcome: list[Any] = []
+        thread = threading.Thread(target=lambda: outcome.append(client.exec(slow)))
+        thread.start()
+        wait_for(lambda: len(server.worker_pids()) > 0, what="workers")
+        time.sleep(0.5)  # let the call reach its worker before the signal
+        server.process.send_signal(signal.SIGTERM)
+        thread.join(60)
+    assert outcome == [7]
+    assert server.stop() == 0
+
+
+def test_server_death_takes_template_and_workers_along(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path)
+    template = server.template_pid()
+    wait_for(lambda: len(server.worker_pids()) >= 2, what="ready workers")
+    workers = server.worker_pids()
+    os.kill(server.pid, signal.SIGKILL)
+    server.stop()
+    for pid in (template, *workers):
+        wait_for(lambda pid=pid: process_gone(pid), what=f"process {pid} to die with the server")
+    assert children(template) == []
