@@ -35,12 +35,28 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("serve", help="run a server (flags: tilefn serve --help)")
     run = commands.add_parser("exec", help="run a Python-source UDF and print its result")
     run.add_argument("source", help="a .py file defining the UDF, or - for standard input")
-    run.add_argument("-e", "--entry-point", default="", help="function to call (default: the only one)")
-    run.add_argument("-a", "--arg", action="append", default=[], metavar="JSON",
-                     help="a positional argument as JSON (repeatable)")
-    run.add_argument("-k", "--kwarg", action="append", default=[], metavar="NAME=JSON",
-                     help="a keyword argument as JSON (repeatable)")
-    run.add_argument("-t", "--target", default=DEFAULT_TARGET, help=f"server (default {DEFAULT_TARGET})")
+    run.add_argument(
+        "-e", "--entry-point", default="", help="function to call (default: the only one)"
+    )
+    run.add_argument(
+        "-a",
+        "--arg",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="a positional argument as JSON (repeatable)",
+    )
+    run.add_argument(
+        "-k",
+        "--kwarg",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="a keyword argument as JSON (repeatable)",
+    )
+    run.add_argument(
+        "-t", "--target", default=DEFAULT_TARGET, help=f"server (default {DEFAULT_TARGET})"
+    )
     run.add_argument("--timeout", type=float, default=None, help="seconds the UDF may run")
     run.add_argument("--ipc-out", type=Path, help="write the raw Arrow IPC stream to this file")
     run.set_defaults(run=_exec)
@@ -65,7 +81,10 @@ def _exec(options: argparse.Namespace) -> int:
             return 1
     assert stream.schema is not None
     if options.ipc_out:
-        with pa.OSFile(str(options.ipc_out), "wb") as sink, pa.ipc.new_stream(sink, stream.schema) as w:
+        with (
+            pa.OSFile(str(options.ipc_out), "wb") as sink,
+            pa.ipc.new_stream(sink, stream.schema) as w,
+        ):
             for batch in batches:
                 w.write_batch(batch)
     _print(stream.decode(batches))

@@ -2,8 +2,8 @@
 
 ::
 
-    TilefnError                      every failure of a tilefn call (code, reason, metadata, task_id)
-    ├── InvalidRequestError          INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE: fix the request
+    TilefnError                      any failed call (code, reason, metadata, task_id)
+    ├── InvalidRequestError          INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE
     │   └── PythonVersionError       a pickle from a Python minor version the workers don't run
     ├── UdfError                     UNKNOWN + ERROR_REASON_UDF_RAISED: the UDF raised; see
     │                                exception_type and remote_traceback

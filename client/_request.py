@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import sysconfig
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import cloudpickle
@@ -47,7 +51,7 @@ class Registered:
 class Options:
     """Per-call settings; see ``Client.with_options``."""
 
-    #: Seconds the UDF may run (also the call's deadline, plus a small margin). None: server default.
+    #: Seconds the UDF may run (also the call's deadline, plus a margin); None: server default.
     timeout: float | None = None
     #: Arrow buffer compression of the result: None, "none", "lz4" or "zstd".
     compression: str | None = None
@@ -91,21 +95,50 @@ def udf_spec(fn: Udf) -> udf_pb2.UdfSpec:
     if isinstance(fn, Source):
         return udf_pb2.UdfSpec(source=udf_pb2.SourceUdf(text=fn.text, entry_point=fn.entry_point))
     if not callable(fn):
-        raise TypeError(f"a UDF must be a callable, source text, Source or Registered, not {type(fn).__name__}")
+        raise TypeError(
+            f"a UDF must be a callable, source text, Source or Registered, not {type(fn).__name__}"
+        )
     return udf_pb2.UdfSpec(pickled=_pickled(fn))
 
 
 def encode_argument(value: Any) -> udf_pb2.Argument:
     """Encode one argument: Arrow for arrays and tables, JSON for plain data, else a pickle."""
     if _is_arrow_value(value):
-        return udf_pb2.Argument(arrow_ipc=codec.to_ipc(value))
+        try:
+            return udf_pb2.Argument(arrow_ipc=codec.to_ipc(value))
+        except codec.CodecError:
+            pass  # e.g. an object array of arbitrary items: only a pickle carries it
     if _is_json(value):
         return udf_pb2.Argument(json=json.dumps(value, allow_nan=False))
     return udf_pb2.Argument(pickled=_pickled(value))
 
 
 def _pickled(value: Any) -> udf_pb2.PickledValue:
-    return udf_pb2.PickledValue(data=cloudpickle.dumps(value), python_version=PYTHON_VERSION)
+    """Cloudpickle a value; code from the caller's own modules travels by value.
+
+    cloudpickle refers to functions of importable modules by name, which only works if the
+    server has the module too: true for installed packages, not for the caller's own scripts.
+    """
+    module = sys.modules.get(getattr(value, "__module__", None) or "")
+    local = module is not None and _is_local(module)
+    if local:
+        cloudpickle.register_pickle_by_value(module)
+    try:
+        data = cloudpickle.dumps(value)
+    finally:
+        if local:
+            cloudpickle.unregister_pickle_by_value(module)
+    return udf_pb2.PickledValue(data=data, python_version=PYTHON_VERSION)
+
+
+def _is_local(module: types.ModuleType) -> bool:
+    """True for a module of the caller's own (not installed, not the standard library)."""
+    path = getattr(module, "__file__", None)
+    if not path or module.__name__ in ("__main__", "tilefn") or module.__name__.startswith("tilefn."):
+        return False
+    installed = {sysconfig.get_path(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")}
+    resolved = str(Path(path).resolve())
+    return not any(resolved.startswith(str(Path(p).resolve()) + os.sep) for p in installed if p)
 
 
 def _is_arrow_value(value: Any) -> bool:
@@ -116,16 +149,15 @@ def _is_arrow_value(value: Any) -> bool:
 
 def _is_json(value: Any, depth: int = 0) -> bool:
     """True for values JSON carries without loss (tuples, NaN and big ints are not)."""
-    if depth > 64:
-        return False
     if value is None or isinstance(value, bool | str):
         return True
-    if type(value) is int:
-        return -(2**63) <= value < 2**64
-    if type(value) is float:
-        return bool(np.isfinite(value))
-    if type(value) is list:
-        return all(_is_json(v, depth + 1) for v in value)
-    if type(value) is dict:
-        return all(type(k) is str and _is_json(v, depth + 1) for k, v in value.items())
-    return False
+    check = _JSON_CHECKS.get(type(value))
+    return depth <= 64 and check is not None and check(value, depth + 1)
+
+
+_JSON_CHECKS: dict[type, Callable[[Any, int], bool]] = {
+    int: lambda v, _: -(2**63) <= v < 2**64,
+    float: lambda v, _: bool(np.isfinite(v)),
+    list: lambda v, d: all(_is_json(x, d) for x in v),
+    dict: lambda v, d: all(type(k) is str and _is_json(x, d) for k, x in v.items()),
+}

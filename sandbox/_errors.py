@@ -3,7 +3,7 @@
 ::
 
     SandboxError
-    ├── UdfFailedError            the worker ran the task and reported a failure (worker still usable)
+    ├── UdfFailedError            the worker reported the task's failure (and is still usable)
     ├── WorkerDiedError           the worker process exited or was killed mid-task
     ├── ProtocolViolationError    the worker sent a frame that breaks the protocol
     └── PoolClosedError           the pool is shut down (or its template died and could not restart)

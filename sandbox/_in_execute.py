@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import linecache
 import socket
 import traceback
 import types
@@ -40,7 +41,11 @@ class TaskFailure(Exception):
 def udf_raised(exc: BaseException) -> TaskFailure:
     """Describe an exception raised by user code, with its traceback as bounded text."""
     kind = type(exc)
-    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
     failure = TaskFailure("ERROR_REASON_UDF_RAISED", _cut(f"{name}: {exc}"), exception_type=name)
     failure.exception_type = name
     failure.traceback = _cut("".join(traceback.format_exception(_without_own_frames(exc))))
@@ -91,6 +96,8 @@ def _load_source(text: str, entry_point: str) -> Callable[..., Any]:
             line=str(exc.lineno or 0),
         ) from None
     name = entry_point or _single_function(tree)
+    # Lets tracebacks quote the UDF's own lines, as they would for a file.
+    linecache.cache[UDF_FILENAME] = (len(text), None, text.splitlines(True), UDF_FILENAME)
     module = types.ModuleType("__udf__")
     try:
         exec(code, module.__dict__)
@@ -136,7 +143,9 @@ def _decode_argument(label: str, arg: ArgSpec) -> Any:
     except Exception as exc:
         raise TaskFailure(
             "ERROR_REASON_ARGUMENT_INVALID",
-            _cut(f"argument {label} ({arg.kind}) could not be decoded: {type(exc).__name__}: {exc}"),
+            _cut(
+                f"argument {label} ({arg.kind}) could not be decoded: {type(exc).__name__}: {exc}"
+            ),
             argument=label,
         ) from None
 
@@ -177,9 +186,7 @@ def encode_result(value: Any, max_batch_bytes: int) -> tuple[pa.Schema, Counted]
     return encoded.schema, Counted(encoded.batches)
 
 
-def write_stream(
-    sock: socket.socket, schema: pa.Schema, batches: Counted, task: TaskSpec
-) -> int:
+def write_stream(sock: socket.socket, schema: pa.Schema, batches: Counted, task: TaskSpec) -> int:
     """Write the result as one IPC stream in DATA frames; return the stream's size in bytes."""
     sink = ChunkSink(sock, task.max_chunk_bytes)
     options = pa.ipc.IpcWriteOptions(compression=task.compression)
@@ -187,6 +194,7 @@ def write_stream(
         try:
             for batch in batches:
                 writer.write_batch(batch)
+                sink.flush()  # a batch goes out now, not when a later one fills the chunk
         except codec.CodecError as exc:
             raise TaskFailure("ERROR_REASON_RESULT_TYPE_UNSUPPORTED", _cut(str(exc))) from None
         except BaseException as exc:

@@ -18,6 +18,7 @@ socket EOF or parent death) it kills every worker and exits.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import select
@@ -29,7 +30,7 @@ from typing import NoReturn
 # Preloaded so every forked worker starts with them imported (the point of the template).
 import cloudpickle  # noqa: F401
 import numpy  # noqa: F401
-import pyarrow  # noqa: F401
+import pyarrow
 import pyarrow.ipc  # noqa: F401
 
 from tilefn import codec  # noqa: F401
@@ -109,10 +110,8 @@ class Template:
 
     def kill_all(self) -> None:
         for pid in list(self.children):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def _become_worker(channel: socket.socket, template_pid: int) -> NoReturn:

@@ -59,7 +59,7 @@ class PoolStats:
 
 
 class WorkerPool:
-    """Leases sandboxed workers. ``start()`` before the gRPC server exists; ``open()`` on its loop."""
+    """Leases sandboxed workers; ``start()`` before gRPC exists, then ``open()`` on the loop."""
 
     def __init__(self, config: PoolConfig | None = None) -> None:
         self.config = config or PoolConfig()

@@ -7,6 +7,7 @@ server is never needed), from an environment that holds none of the server's sec
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -81,7 +82,9 @@ class TemplateProcess:
             raise PoolClosedError(f"the worker template did not start: {exc}") from exc
         if hello.get("event") != "hello":
             self._process.kill()
-            raise PoolClosedError(f"the worker template did not start (exit {self._process.wait()})")
+            raise PoolClosedError(
+                f"the worker template did not start (exit {self._process.wait()})"
+            )
         ours.setblocking(False)
         self._control = ours
 
@@ -134,10 +137,8 @@ class TemplateProcess:
 
     def _detach(self) -> None:
         if self._control is not None:
-            try:
+            with contextlib.suppress(RuntimeError):
                 asyncio.get_running_loop().remove_reader(self._control.fileno())
-            except RuntimeError:
-                pass
             self._control.close()
             self._control = None
 

@@ -7,6 +7,7 @@ payload is read, control frames are bounded JSON, and DATA frames are passed thr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -54,7 +55,7 @@ class WorkerHandle:
 
     async def wait_ready(self) -> None:
         """Wait for the worker's READY frame (it has applied its sandbox layers)."""
-        kind, payload = await self._read_frame(MAX_CONTROL_FRAME)
+        kind, _payload = await self._read_frame(MAX_CONTROL_FRAME)
         if kind != FrameType.READY:
             raise ProtocolViolationError(f"expected READY, got frame type {kind}")
 
@@ -81,10 +82,8 @@ class WorkerHandle:
     def kill(self) -> None:
         """SIGKILL the worker (through its pidfd, so a recycled pid is never hit)."""
         if self._pidfd is not None and self.alive:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.retire()
 
     def retire(self) -> None:

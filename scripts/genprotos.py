@@ -1,4 +1,4 @@
-"""Generate the Python code for protos/tilefn/v1/*.proto, or check that the committed code is current.
+"""Generate Python code from protos/tilefn/v1/*.proto, or check that the committed code is current.
 
     python scripts/genprotos.py          # regenerate into protos/
     python scripts/genprotos.py --check  # regenerate into a temp dir and diff against protos/

@@ -50,8 +50,11 @@ class TilefnServer:
         self._udf = UdfService(self.config, self.pool)
         udf_service_pb2_grpc.add_UdfServiceServicer_to_server(self._udf, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        names = (UDF_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                 reflection.SERVICE_NAME)
+        names = (
+            UDF_SERVICE,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        )
         reflection.enable_server_reflection(names, server)
         self.port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")
         await server.start()

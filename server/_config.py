@@ -1,4 +1,4 @@
-"""Server configuration: one frozen dataclass, filled from command-line flags or TILEFN_* variables."""
+"""Server configuration: one frozen dataclass, filled from flags or TILEFN_* variables."""
 
 from __future__ import annotations
 
@@ -37,8 +37,15 @@ class ServerConfig:
     log_level: str = "INFO"
 
 
-_SERVER_FLAGS = ("host", "port", "max_request_bytes", "default_timeout", "max_timeout",
-                 "drain_grace", "log_level")
+_SERVER_FLAGS = (
+    "host",
+    "port",
+    "max_request_bytes",
+    "default_timeout",
+    "max_timeout",
+    "drain_grace",
+    "log_level",
+)
 _POOL_FLAGS = ("ready_workers", "max_workers", "max_tasks_per_worker")
 
 

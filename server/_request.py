@@ -95,7 +95,8 @@ def _udf(spec: udf_pb2.UdfSpec) -> tuple[str, bytes, str]:
             feature="registered_udfs",
         )
     raise ServiceError(
-        R.ERROR_REASON_UDF_MISSING, "the request names no UDF: set udf.pickled, source or registered"
+        R.ERROR_REASON_UDF_MISSING,
+        "the request names no UDF: set udf.pickled, source or registered",
     )
 
 

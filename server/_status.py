@@ -58,9 +58,7 @@ CODES: dict[int, grpc.StatusCode] = {
 class ServiceError(Exception):
     """A failure with a reason; raised anywhere in the server, mapped here."""
 
-    def __init__(
-        self, reason: int, message: str, *, traceback: str = "", **metadata: str
-    ) -> None:
+    def __init__(self, reason: int, message: str, *, traceback: str = "", **metadata: str) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
@@ -144,7 +142,9 @@ def status_mapped(method: Handler) -> Handler:
     """Wrap a server-streaming handler so every failure leaves as a rich status."""
 
     @functools.wraps(method)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    async def wrapper(
+        self: Any, request: Any, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Any]:
         try:
             async for response in method(self, request, context):
                 yield response

@@ -33,7 +33,7 @@ class UdfService(udf_service_pb2_grpc.UdfServiceServicer):
         self.draining = False
 
     @status_mapped
-    async def ExecuteUdf(  # noqa: N802 (gRPC method name)
+    async def ExecuteUdf(
         self, request: pb.ExecuteUdfRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ExecuteUdfResponse]:
         task_id = uuid.uuid4().hex

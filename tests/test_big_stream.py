@@ -32,22 +32,23 @@ def one_gib() -> Iterator[np.ndarray]:
 
 
 @pytest.mark.timeout(600)
-def test_one_gib_result_with_bounded_server_memory(make_server: Callable[..., ServerProcess]) -> None:
+def test_one_gib_result_with_bounded_server_memory(
+    make_server: Callable[..., ServerProcess],
+) -> None:
     server = make_server()
     with Client(server.address) as client:
         client.exec(lambda: 1)  # warm up the server's code paths before the baseline
         baseline = memory_kib(server.pid, "VmRSS")
         stream = client.stream(one_gib)
-        total, batches, first_values = 0, 0, []
-        for batch in stream:
+        total, first_values = 0, []
+        for index, batch in enumerate(stream):
             column = batch.column(0)
             total += column.nbytes
-            batches += 1
-            if batches % 64 == 1:
+            if index % 64 == 0:
                 first_values.append(column[0].as_py())
         peak = memory_kib(server.pid, "VmHWM")
     assert total == GIB
     assert stream.summary is not None and stream.summary.rows == GIB // 8
-    assert first_values == [0.0, 16.0, 32.0, 48.0]  # batches arrive in order (4 per item)
+    assert first_values == [16.0 * k for k in range(16)]  # in order: 1 MiB batches, 4 per item
     growth_mib = (peak - baseline) / 1024
     assert growth_mib < 256, f"server peak RSS grew by {growth_mib:.0f} MiB"

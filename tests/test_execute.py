@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tilefn.client import AsyncClient, Client, Source
-from tilefn.client._request import build_request, Options
+from tilefn.client._request import Options, build_request
 from tilefn.v1 import udf_service_pb2_grpc
 
 from conftest import ServerProcess
@@ -110,7 +110,11 @@ def test_arguments_kwargs_and_pickled_values(client: Client) -> None:
 
 
 def test_source_udfs(client: Client) -> None:
-    text = "import numpy as np\n\ndef helper(n):\n    return n\n\ndef main(n):\n    return np.arange(helper(n))\n"
+    text = (
+        "import numpy as np\n\n"
+        "def helper(n):\n    return n\n\n"
+        "def main(n):\n    return np.arange(helper(n))\n"
+    )
     same(client.exec(Source(text, "main"), 3), np.arange(3))
     same(client.exec("def only(x):\n    return x * 2\n", 21), 42)
 
@@ -121,7 +125,9 @@ def test_stream_is_one_ipc_stream_in_bounded_chunks(server: ServerProcess) -> No
     value = np.random.default_rng(0).random(300_000)
     request = build_request(lambda: value, (), {}, Options(max_chunk_bytes=chunk))
     with grpc.insecure_channel(server.address) as channel:
-        responses = list(udf_service_pb2_grpc.UdfServiceStub(channel).ExecuteUdf(request, timeout=60))
+        responses = list(
+            udf_service_pb2_grpc.UdfServiceStub(channel).ExecuteUdf(request, timeout=60)
+        )
     kinds = [r.WhichOneof("kind") for r in responses]
     assert kinds[0] == "task" and kinds[-1] == "summary" and set(kinds[1:-1]) == {"ipc"}
     pieces = [r.ipc for r in responses[1:-1]]
@@ -161,8 +167,10 @@ def test_generator_results_stream_as_produced(client: Client) -> None:
 def test_async_client(server: ServerProcess) -> None:
     async def run() -> tuple[Any, list[int]]:
         async with AsyncClient(server.address) as client:
-            value = await client.exec(lambda n: np.arange(n), 5)
-            rows = [b.num_rows async for b in client.stream(lambda: (np.arange(2) for _ in range(3)))]
+            value = await client.exec(np.arange, 5)
+            rows = [
+                b.num_rows async for b in client.stream(lambda: (np.arange(2) for _ in range(3)))
+            ]
             return value, rows
 
     value, rows = asyncio.run(run())
@@ -183,7 +191,9 @@ def test_cli_reports_udf_errors(server: ServerProcess, tmp_path: Path) -> None:
     script = tmp_path / "bad.py"
     script.write_text("def f(x):\n    return x / 0\n")
     command = [sys.executable, "-m", "tilefn.client._cli", "exec", str(script), "-a", "1"]
-    result = subprocess.run([*command, "-t", server.address], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [*command, "-t", server.address], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 1
     assert "ZeroDivisionError" in result.stderr and "ERROR_REASON_UDF_RAISED" in result.stderr
 

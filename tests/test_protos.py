@@ -40,4 +40,3 @@ def test_buf_lint() -> None:
         pytest.fail("buf is missing: run `npm ci` (make test does it)")
     result = subprocess.run([str(BUF), "lint"], cwd=ROOT / "protos", capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-
