@@ -141,9 +141,9 @@ _BY_REASON: dict[str, type[TilefnError]] = {
 
 def from_rpc_error(error: grpc.RpcError) -> TilefnError:
     """Translate a gRPC error (sync or asyncio) into the matching TilefnError."""
-    code: grpc.StatusCode = error.code()  # type: ignore[attr-defined]
-    details: str = error.details() or ""  # type: ignore[attr-defined]
-    trailing = _pairs(error.trailing_metadata())  # type: ignore[attr-defined]
+    code: grpc.StatusCode = error.code()
+    details: str = error.details() or ""
+    trailing = _pairs(error.trailing_metadata())
     reason, metadata, traceback = _rich_details(trailing.get(DETAILS_KEY))
     task_id = metadata.pop("task_id", "") or str(trailing.get(TASK_ID_KEY, ""))
     kind = _BY_REASON.get(reason) or _BY_CODE.get(code, InternalError)

@@ -134,9 +134,10 @@ def _pickled(value: Any) -> udf_pb2.PickledValue:
 def _is_local(module: types.ModuleType) -> bool:
     """True for a module of the caller's own (not installed, not the standard library)."""
     path = getattr(module, "__file__", None)
-    if not path or module.__name__ in ("__main__", "tilefn") or module.__name__.startswith("tilefn."):
+    if not path or module.__name__.split(".")[0] in ("__main__", "tilefn"):
         return False
-    installed = {sysconfig.get_path(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")}
+    names = ("stdlib", "platstdlib", "purelib", "platlib")
+    installed = {sysconfig.get_path(name) for name in names}
     resolved = str(Path(path).resolve())
     return not any(resolved.startswith(str(Path(p).resolve()) + os.sep) for p in installed if p)
 

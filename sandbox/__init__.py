@@ -14,7 +14,7 @@ from ._errors import (
     describe_exit,
 )
 from ._pool import PoolConfig, PoolStats, WorkerPool
-from ._protocol import ArgSpec, TaskSpec
+from ._protocol import ArgSpec, TaskSpec, UdfKind
 from ._worker import TaskSummary, WorkerHandle
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "TaskSpec",
     "TaskSummary",
     "UdfFailedError",
+    "UdfKind",
     "WorkerDiedError",
     "WorkerHandle",
     "WorkerPool",

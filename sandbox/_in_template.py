@@ -64,11 +64,11 @@ class Template:
     def serve(self) -> None:
         self.send({"event": "hello", "pid": os.getpid()})
         while True:
-            ready, _, _ = select.select([self.control, self.wake_r], [], [])
+            ready, _, _ = select.select([self.control.fileno(), self.wake_r], [], [])
             if self.wake_r in ready:
                 os.read(self.wake_r, 4096)
                 self.reap()
-            if self.control in ready and not self.handle_request():
+            if self.control.fileno() in ready and not self.handle_request():
                 return
 
     def handle_request(self) -> bool:

@@ -112,7 +112,7 @@ def _serve(channel: socket.socket, task: TaskSpec) -> None:
         return
     finally:
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-    done = {
+    done: dict[str, object] = {
         "rows": batches.rows,
         "batches": batches.batches,
         "ipc_bytes": ipc_bytes,

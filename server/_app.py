@@ -37,7 +37,7 @@ class TilefnServer:
         self.pool = WorkerPool(config.pool)
         self.port = 0
         self._server: grpc.aio.Server | None = None
-        self._health = health.aio.HealthServicer()
+        self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self._udf: UdfService | None = None
         self._stopped = asyncio.Event()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from tilefn.sandbox import PoolConfig
 
@@ -54,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = {f.name: f.default for f in fields(ServerConfig)}
     pool_defaults = {f.name: f.default for f in fields(PoolConfig)}
     for name in _SERVER_FLAGS + _POOL_FLAGS:
-        default = defaults[name] if name in defaults else pool_defaults[name]
+        default: Any = defaults[name] if name in defaults else pool_defaults[name]
         env = os.environ.get(f"TILEFN_{name.upper()}")
         kind = type(default)
         parser.add_argument(

@@ -9,14 +9,14 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from tilefn.sandbox import ArgSpec, TaskSpec
+from tilefn.sandbox import ArgSpec, TaskSpec, UdfKind
 from tilefn.v1 import udf_pb2, udf_service_pb2
 
 from ._config import DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES, ServerConfig
 from ._status import R, ServiceError
 
 SERVER_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
-COMPRESSION = {
+COMPRESSION: dict[int, str | None] = {
     udf_pb2.COMPRESSION_UNSPECIFIED: None,
     udf_pb2.COMPRESSION_NONE: None,
     udf_pb2.COMPRESSION_LZ4_FRAME: "lz4",
@@ -70,7 +70,7 @@ def _all_arguments(request: udf_service_pb2.ExecuteUdfRequest) -> list[udf_pb2.A
     return [*request.args, *request.kwargs.values()]
 
 
-def _udf(spec: udf_pb2.UdfSpec) -> tuple[str, bytes, str]:
+def _udf(spec: udf_pb2.UdfSpec) -> tuple[UdfKind, bytes, str]:
     kind = spec.WhichOneof("kind")
     if kind == "pickled":
         if not spec.pickled.data:

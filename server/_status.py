@@ -71,7 +71,7 @@ class ServiceError(Exception):
 
 
 @dataclass(frozen=True)
-class RichStatus(grpc.Status):  # type: ignore[misc]
+class RichStatus(grpc.Status):
     """A grpc.Status with google.rpc.Status details in the trailing metadata."""
 
     code: grpc.StatusCode
@@ -143,7 +143,7 @@ def status_mapped(method: Handler) -> Handler:
 
     @functools.wraps(method)
     async def wrapper(
-        self: Any, request: Any, context: grpc.aio.ServicerContext
+        self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
         try:
             async for response in method(self, request, context):
@@ -153,12 +153,12 @@ def status_mapped(method: Handler) -> Handler:
         except Exception as exc:
             error = to_service_error(exc)
             task_id = getattr(exc, "task_id", "") or _task_id(context)
-            await context.abort_with_status(to_status(error, task_id))
+            await context.abort_with_status(to_status(error, task_id))  # type: ignore[attr-defined]
 
     return wrapper  # type: ignore[return-value]
 
 
-def _task_id(context: grpc.aio.ServicerContext) -> str:
+def _task_id(context: grpc.aio.ServicerContext[Any, Any]) -> str:
     for key, value in context.trailing_metadata() or ():
         if key == TASK_ID_KEY:
             return str(value)

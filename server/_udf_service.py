@@ -6,6 +6,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2
@@ -34,7 +35,7 @@ class UdfService(udf_service_pb2_grpc.UdfServiceServicer):
 
     @status_mapped
     async def ExecuteUdf(
-        self, request: pb.ExecuteUdfRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ExecuteUdfRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.ExecuteUdfResponse]:
         task_id = uuid.uuid4().hex
         context.set_trailing_metadata(((TASK_ID_KEY, task_id),))
