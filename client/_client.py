@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 import grpc
 
-from tilefn.v1 import udf_service_pb2_grpc
+from tilefn.v1 import udf_service_pb2, udf_service_pb2_grpc
 
 from ._request import Options, Udf, build_request
 from ._result import AsyncResultStream, ResultStream
@@ -17,7 +18,26 @@ ChannelOptions = Sequence[tuple[str, Any]]
 DEFAULT_CHANNEL_OPTIONS: ChannelOptions = (("grpc.max_receive_message_length", 16 << 20),)
 
 
-class Client:
+class _ClientBase:
+    """What both clients share: a channel, a stub, default per-call options."""
+
+    def __init__(self, channel: Any, options: Options | None) -> None:
+        self._channel = channel
+        self._stub = udf_service_pb2_grpc.UdfServiceStub(channel)
+        self.options = options or Options()
+
+    def with_options(self, **changes: Any) -> Self:
+        """A client sharing this one's channel with some options changed (see ``Options``)."""
+        clone = copy.copy(self)
+        clone.options = dataclasses.replace(self.options, **changes)
+        return clone
+
+    def _call(self, fn: Udf, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        request: udf_service_pb2.ExecuteUdfRequest = build_request(fn, args, kwargs, self.options)
+        return self._stub.ExecuteUdf(request, timeout=self.options.deadline())
+
+
+class Client(_ClientBase):
     """A synchronous tilefn client.
 
     >>> with Client("127.0.0.1:50051") as client:
@@ -37,16 +57,7 @@ class Client:
         channel_options: ChannelOptions = DEFAULT_CHANNEL_OPTIONS,
         channel: grpc.Channel | None = None,
     ) -> None:
-        self._channel = channel or grpc.insecure_channel(target, options=list(channel_options))
-        self._stub = udf_service_pb2_grpc.UdfServiceStub(self._channel)
-        self.options = options or Options()
-
-    def with_options(self, **changes: Any) -> Client:
-        """A client sharing this one's channel with some options changed (see ``Options``)."""
-        clone = object.__new__(Client)
-        clone._channel, clone._stub = self._channel, self._stub
-        clone.options = dataclasses.replace(self.options, **changes)
-        return clone
+        super().__init__(channel or grpc.insecure_channel(target, list(channel_options)), options)
 
     def exec(self, fn: Udf, /, *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` on the server and return its result as a Python value."""
@@ -54,8 +65,7 @@ class Client:
 
     def stream(self, fn: Udf, /, *args: Any, **kwargs: Any) -> ResultStream:
         """Run ``fn(*args, **kwargs)``; iterate the result's record batches as they arrive."""
-        request = build_request(fn, args, kwargs, self.options)
-        return ResultStream(self._stub.ExecuteUdf(request, timeout=self.options.deadline()))
+        return ResultStream(self._call(fn, args, kwargs))
 
     def close(self) -> None:
         """Close the channel."""
@@ -68,7 +78,7 @@ class Client:
         self.close()
 
 
-class AsyncClient:
+class AsyncClient(_ClientBase):
     """The asyncio tilefn client; same methods as :class:`Client`, awaited."""
 
     def __init__(
@@ -79,16 +89,9 @@ class AsyncClient:
         channel_options: ChannelOptions = DEFAULT_CHANNEL_OPTIONS,
         channel: grpc.aio.Channel | None = None,
     ) -> None:
-        self._channel = channel or grpc.aio.insecure_channel(target, options=list(channel_options))
-        self._stub = udf_service_pb2_grpc.UdfServiceStub(self._channel)
-        self.options = options or Options()
-
-    def with_options(self, **changes: Any) -> AsyncClient:
-        """A client sharing this one's channel with some options changed (see ``Options``)."""
-        clone = object.__new__(AsyncClient)
-        clone._channel, clone._stub = self._channel, self._stub
-        clone.options = dataclasses.replace(self.options, **changes)
-        return clone
+        super().__init__(
+            channel or grpc.aio.insecure_channel(target, list(channel_options)), options
+        )
 
     async def exec(self, fn: Udf, /, *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` on the server and return its result as a Python value."""
@@ -96,8 +99,7 @@ class AsyncClient:
 
     def stream(self, fn: Udf, /, *args: Any, **kwargs: Any) -> AsyncResultStream:
         """Run ``fn(*args, **kwargs)``; ``async for`` over the result's record batches."""
-        request = build_request(fn, args, kwargs, self.options)
-        return AsyncResultStream(self._stub.ExecuteUdf(request, timeout=self.options.deadline()))
+        return AsyncResultStream(self._call(fn, args, kwargs))
 
     async def close(self) -> None:
         """Close the channel."""

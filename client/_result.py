@@ -16,9 +16,10 @@ from ._ipc import StreamDecoder
 
 
 class _Responses:
-    """State shared by the sync and async streams: task id, decoder, summary."""
+    """State shared by the sync and async streams: call, task id, decoder, summary."""
 
-    def __init__(self) -> None:
+    def __init__(self, call: Any) -> None:
+        self._call = call
         self.task_id = ""
         self.summary: udf_service_pb2.ExecutionSummary | None = None
         self._decoder = StreamDecoder()
@@ -27,6 +28,10 @@ class _Responses:
     def schema(self) -> pa.Schema | None:
         """The result's Arrow schema (with tilefn metadata), once it has arrived."""
         return self._decoder.schema
+
+    def cancel(self) -> None:
+        """Cancel the call; the server kills the worker running it."""
+        self._call.cancel()
 
     def _take(self, response: udf_service_pb2.ExecuteUdfResponse) -> list[pa.RecordBatch]:
         kind = response.WhichOneof("kind")
@@ -54,10 +59,6 @@ class ResultStream(_Responses):
     ``summary`` fill in as the stream goes. ``cancel()`` stops the execution on the server.
     """
 
-    def __init__(self, call: Any) -> None:
-        super().__init__()
-        self._call = call
-
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         try:
             for response in self._call:
@@ -70,10 +71,6 @@ class ResultStream(_Responses):
         """Read the whole stream and return the natural Python value (docs/results.md)."""
         return self.decode(list(self))
 
-    def cancel(self) -> None:
-        """Cancel the call; the server kills the worker running it."""
-        self._call.cancel()
-
     def __enter__(self) -> ResultStream:
         return self
 
@@ -83,10 +80,6 @@ class ResultStream(_Responses):
 
 class AsyncResultStream(_Responses):
     """The asyncio version of :class:`ResultStream`: ``async for batch in stream``."""
-
-    def __init__(self, call: Any) -> None:
-        super().__init__()
-        self._call = call
 
     async def __aiter__(self) -> AsyncIterator[pa.RecordBatch]:
         try:
@@ -100,10 +93,6 @@ class AsyncResultStream(_Responses):
     async def value(self) -> Any:
         """Read the whole stream and return the natural Python value."""
         return self.decode([batch async for batch in self])
-
-    def cancel(self) -> None:
-        """Cancel the call; the server kills the worker running it."""
-        self._call.cancel()
 
     async def __aenter__(self) -> AsyncResultStream:
         return self

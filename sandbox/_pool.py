@@ -115,12 +115,7 @@ class WorkerPool:
 
     async def close(self) -> None:
         """Kill every worker and stop the template; idempotent."""
-        self._closed = True
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_exception(PoolClosedError("the worker pool is closed"))
-        for worker in list(self._workers.values()):
-            worker.kill()
+        self._shut("the worker pool is closed")
         for task in list(self._tasks):
             task.cancel()
         await asyncio.to_thread(self._template.stop)
@@ -222,9 +217,13 @@ class WorkerPool:
         if self._closed:
             return
         log.error("the worker template exited; failing waiting leases")
+        self._shut("the worker template exited")
+
+    def _shut(self, why: str) -> None:
+        """Take no more work: fail the waiting leases and kill every worker."""
         self._closed = True
         for waiter in self._waiters:
             if not waiter.done():
-                waiter.set_exception(PoolClosedError("the worker template exited"))
+                waiter.set_exception(PoolClosedError(why))
         for worker in list(self._workers.values()):
             worker.kill()

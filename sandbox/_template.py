@@ -72,6 +72,8 @@ class TemplateProcess:
             pass_fds=[theirs.fileno()],
             stdin=subprocess.DEVNULL,
             cwd="/",
+            # Own session: a terminal's Ctrl-C reaches the server (which drains), not the workers.
+            start_new_session=True,
         )
         theirs.close()
         ours.settimeout(HELLO_TIMEOUT)
