@@ -9,6 +9,7 @@
 Errors are raised as the ``TilefnError`` tree (see ``tilefn.client._exceptions``).
 """
 
+from ._arrays import ArrayInfo, ArrayRead
 from ._client import AsyncClient, Client
 from ._exceptions import (
     AuthenticationError,
@@ -30,6 +31,8 @@ from ._request import Options, Registered, Source
 from ._result import AsyncResultStream, ResultStream
 
 __all__ = [
+    "ArrayInfo",
+    "ArrayRead",
     "AsyncClient",
     "AsyncResultStream",
     "AuthenticationError",

@@ -9,8 +9,10 @@ from typing import Any, Self
 
 import grpc
 
-from tilefn.v1 import udf_service_pb2, udf_service_pb2_grpc
+from tilefn.v1 import array_service_pb2, array_service_pb2_grpc, udf_service_pb2_grpc
 
+from ._arrays import ArrayInfo, ArrayRead, as_read, schema_dict
+from ._exceptions import from_rpc_error
 from ._request import Options, Udf, build_request
 from ._result import AsyncResultStream, ResultStream
 
@@ -23,7 +25,8 @@ class _ClientBase:
 
     def __init__(self, channel: Any, options: Options | None) -> None:
         self._channel = channel
-        self._stub = udf_service_pb2_grpc.UdfServiceStub(channel)
+        self._udf = udf_service_pb2_grpc.UdfServiceStub(channel)
+        self._arrays = array_service_pb2_grpc.ArrayServiceStub(channel)
         self.options = options or Options()
 
     def with_options(self, **changes: Any) -> Self:
@@ -32,9 +35,18 @@ class _ClientBase:
         clone.options = dataclasses.replace(self.options, **changes)
         return clone
 
-    def _call(self, fn: Udf, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        request: udf_service_pb2.ExecuteUdfRequest = build_request(fn, args, kwargs, self.options)
-        return self._stub.ExecuteUdf(request, timeout=self.options.deadline())
+    def _call(
+        self,
+        fn: Udf,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        arrays: Sequence[ArrayRead] = (),
+    ) -> Any:
+        request = build_request(fn, args, kwargs, self.options, arrays)
+        return self._udf.ExecuteUdf(request, timeout=self.options.deadline())
+
+    def _schema_request(self, array: str) -> array_service_pb2.GetArraySchemaRequest:
+        return array_service_pb2.GetArraySchemaRequest(uri=array)
 
 
 class Client(_ClientBase):
@@ -66,6 +78,53 @@ class Client(_ClientBase):
     def stream(self, fn: Udf, /, *args: Any, **kwargs: Any) -> ResultStream:
         """Run ``fn(*args, **kwargs)``; iterate the result's record batches as they arrive."""
         return ResultStream(self._call(fn, args, kwargs))
+
+    def apply(
+        self,
+        array: str | ArrayRead,
+        fn: Udf,
+        /,
+        *args: Any,
+        ranges: Sequence[Any] | None = None,
+        attrs: Sequence[str] = (),
+        layout: str | None = None,
+        condition: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Read a slice of ``array`` on the server and return ``fn(data, *args, **kwargs)``.
+
+        ``data`` is an ordered dict of numpy arrays keyed by attribute and dimension name.
+        """
+        read = _read(array, ranges, attrs, layout, condition)
+        return ResultStream(self._call(fn, args, kwargs, [read])).value()
+
+    def apply_multi(
+        self, arrays: Sequence[str | ArrayRead], fn: Udf, /, *args: Any, **kwargs: Any
+    ) -> Any:
+        """Read several arrays; ``fn`` gets a list of their dicts as its first argument."""
+        return ResultStream(self._call(fn, args, kwargs, [as_read(a) for a in arrays])).value()
+
+    def arrays(self, namespace: str = "") -> list[ArrayInfo]:
+        """The arrays this caller may read."""
+        found: list[ArrayInfo] = []
+        token = ""
+        while True:
+            request = array_service_pb2.ListArraysRequest(namespace=namespace, page_token=token)
+            try:
+                page = self._arrays.ListArrays(request, timeout=self.options.deadline())
+            except grpc.RpcError as error:
+                raise from_rpc_error(error) from None
+            found += [ArrayInfo(a.uri, a.namespace, a.sparse) for a in page.arrays]
+            if not (token := page.next_page_token):
+                return found
+
+    def schema(self, array: str) -> dict[str, Any]:
+        """An array's schema: dimensions (with domains), attributes, cell order, sparsity."""
+        try:
+            reply = self._arrays.GetArraySchema(self._schema_request(array), timeout=30)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return schema_dict(reply.schema)
 
     def close(self) -> None:
         """Close the channel."""
@@ -101,6 +160,37 @@ class AsyncClient(_ClientBase):
         """Run ``fn(*args, **kwargs)``; ``async for`` over the result's record batches."""
         return AsyncResultStream(self._call(fn, args, kwargs))
 
+    async def apply(
+        self,
+        array: str | ArrayRead,
+        fn: Udf,
+        /,
+        *args: Any,
+        ranges: Sequence[Any] | None = None,
+        attrs: Sequence[str] = (),
+        layout: str | None = None,
+        condition: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Read a slice of ``array`` on the server and return ``fn(data, *args, **kwargs)``."""
+        read = _read(array, ranges, attrs, layout, condition)
+        return await AsyncResultStream(self._call(fn, args, kwargs, [read])).value()
+
+    async def apply_multi(
+        self, arrays: Sequence[str | ArrayRead], fn: Udf, /, *args: Any, **kwargs: Any
+    ) -> Any:
+        """Read several arrays; ``fn`` gets a list of their dicts as its first argument."""
+        call = self._call(fn, args, kwargs, [as_read(a) for a in arrays])
+        return await AsyncResultStream(call).value()
+
+    async def schema(self, array: str) -> dict[str, Any]:
+        """An array's schema (see ``Client.schema``)."""
+        try:
+            reply = await self._arrays.GetArraySchema(self._schema_request(array), timeout=30)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return schema_dict(reply.schema)
+
     async def close(self) -> None:
         """Close the channel."""
         await self._channel.close(None)
@@ -110,3 +200,15 @@ class AsyncClient(_ClientBase):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def _read(
+    array: str | ArrayRead,
+    ranges: Sequence[Any] | None,
+    attrs: Sequence[str],
+    layout: str | None,
+    condition: str | None,
+) -> ArrayRead:
+    if isinstance(array, ArrayRead):
+        return array
+    return ArrayRead(array, ranges, tuple(attrs), layout, condition)

@@ -7,7 +7,7 @@ import os
 import sys
 import sysconfig
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +19,8 @@ import pyarrow as pa
 
 from tilefn import codec
 from tilefn.v1 import udf_pb2, udf_service_pb2
+
+from ._arrays import ArrayRead
 
 PYTHON_VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
 COMPRESSION = {
@@ -67,9 +69,13 @@ Udf = Callable[..., Any] | str | Source | Registered
 
 
 def build_request(
-    fn: Udf, args: tuple[Any, ...], kwargs: Mapping[str, Any], options: Options
+    fn: Udf,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    options: Options,
+    arrays: Sequence[ArrayRead] = (),
 ) -> udf_service_pb2.ExecuteUdfRequest:
-    """The request running ``fn(*args, **kwargs)`` with ``options``."""
+    """The request running ``fn(*arrays?, *args, **kwargs)`` with ``options``."""
     if options.compression not in COMPRESSION:
         raise ValueError(f"compression must be one of {sorted(filter(None, COMPRESSION))}")
     execution = udf_pb2.ExecutionOptions(
@@ -82,6 +88,7 @@ def build_request(
         udf=udf_spec(fn),
         args=[encode_argument(a) for a in args],
         kwargs={name: encode_argument(v) for name, v in kwargs.items()},
+        arrays=[a.to_proto() for a in arrays],
         options=execution,
     )
 
@@ -103,6 +110,8 @@ def udf_spec(fn: Udf) -> udf_pb2.UdfSpec:
 
 def encode_argument(value: Any) -> udf_pb2.Argument:
     """Encode one argument: Arrow for arrays and tables, JSON for plain data, else a pickle."""
+    if isinstance(value, ArrayRead):
+        return udf_pb2.Argument(array=value.to_proto())
     if _is_arrow_value(value):
         try:
             return udf_pb2.Argument(arrow_ipc=codec.to_ipc(value))

@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from tilefn import codec
 
+from ._in_arrays import decode_arrays
 from ._protocol import HEADER, MAX_ERROR_TEXT, ArgSpec, FrameType, TaskSpec
 
 UDF_FILENAME = "<udf>"
@@ -128,12 +129,14 @@ def _single_function(tree: ast.Module) -> str:
 
 def decode_arguments(task: TaskSpec) -> tuple[list[Any], dict[str, Any]]:
     """Decode every argument; a malformed one fails the task with ARGUMENT_INVALID naming it."""
-    args = [_decode_argument(f"args[{i}]", a) for i, a in enumerate(task.args)]
-    kwargs = {name: _decode_argument(f"kwargs[{name!r}]", a) for name, a in task.kwargs}
+    args = [_decode_argument(f"args[{i}]", a, task) for i, a in enumerate(task.args)]
+    kwargs = {name: _decode_argument(f"kwargs[{name!r}]", a, task) for name, a in task.kwargs}
     return args, kwargs
 
 
-def _decode_argument(label: str, arg: ArgSpec) -> Any:
+def _decode_argument(label: str, arg: ArgSpec, task: TaskSpec) -> Any:
+    if arg.kind == "arrays":
+        return decode_arrays(json.loads(arg.data), task.fds)  # from the server, not the client
     try:
         if arg.kind == "json":
             return json.loads(arg.data)

@@ -17,7 +17,7 @@ from typing import NoReturn
 
 from . import _in_execute as execute
 from ._in_layers import apply_layers
-from ._protocol import HEADER, FrameType, TaskSpec, control_frame, decode_task
+from ._protocol import HEADER, MAX_TASK_FDS, FrameType, TaskSpec, control_frame, decode_task
 
 #: Characters of stdout/stderr a UDF may print per task before the rest is dropped.
 MAX_CAPTURED_OUTPUT = 64 * 1024
@@ -50,8 +50,8 @@ def worker_main(channel: socket.socket) -> NoReturn:
         _detach_from_template()
         apply_layers()
         channel.sendall(control_frame(FrameType.READY, {"pid": os.getpid(), "python": _python()}))
-        while (payload := _recv_frame(channel)) is not None:
-            _serve(channel, decode_task(payload))
+        while (frame := _recv_frame(channel)) is not None:
+            _serve(channel, decode_task(*frame))
     except BaseException:  # the parent sees the exit code; nothing may escape the fork
         code = 70
     finally:
@@ -72,18 +72,21 @@ def _detach_from_template() -> None:
     os.close(devnull)
 
 
-def _recv_frame(channel: socket.socket) -> memoryview | None:
-    """Read one TASK frame; None when the parent closed the channel (time to exit)."""
-    header = _recv_exactly(channel, HEADER.size)
-    if header is None:
+def _recv_frame(channel: socket.socket) -> tuple[memoryview, tuple[int, ...]] | None:
+    """Read one TASK frame and its fds; None when the parent closed the channel (time to exit)."""
+    start, fds, _, _ = socket.recv_fds(channel, HEADER.size, MAX_TASK_FDS)
+    if not start:
         return None
-    kind, length = HEADER.unpack(header)
+    rest = _recv_exactly(channel, HEADER.size - len(start))
+    if rest is None:
+        return None
+    kind, length = HEADER.unpack(start + rest)
     if kind != FrameType.TASK:
         raise RuntimeError(f"unexpected frame type {kind}")
     payload = _recv_exactly(channel, length)
     if payload is None:
         return None
-    return memoryview(payload)
+    return memoryview(payload), tuple(fds)
 
 
 def _recv_exactly(channel: socket.socket, size: int) -> bytearray | None:
@@ -112,6 +115,8 @@ def _serve(channel: socket.socket, task: TaskSpec) -> None:
         return
     finally:
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        for fd in task.fds:
+            os.close(fd)
     done: dict[str, object] = {
         "rows": batches.rows,
         "batches": batches.batches,

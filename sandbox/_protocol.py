@@ -28,10 +28,12 @@ TASK_HEADER = struct.Struct("!I")
 
 #: The largest control frame (READY, DONE, FAILED) the parent accepts.
 MAX_CONTROL_FRAME = 256 * 1024
+#: The most memfds one task may carry (Linux allows 253 per message).
+MAX_TASK_FDS = 250
 #: Exception messages and tracebacks are cut to this many characters inside the worker.
 MAX_ERROR_TEXT = 32 * 1024
 
-ArgKind = Literal["json", "arrow", "pickled"]
+ArgKind = Literal["json", "arrow", "pickled", "arrays"]
 UdfKind = Literal["pickled", "source"]
 
 #: Failure reasons a worker may report; anything else is a protocol violation.
@@ -77,6 +79,9 @@ class TaskSpec:
     max_chunk_bytes: int = 1 << 20
     compression: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    #: Sealed memfds holding array data ("arrays" arguments refer to them by index); they travel
+    #: with the TASK frame's header as SCM_RIGHTS.
+    fds: tuple[int, ...] = ()
 
 
 def encode_task(task: TaskSpec) -> list[bytes]:
@@ -98,7 +103,7 @@ def encode_task(task: TaskSpec) -> list[bytes]:
     return [HEADER.pack(FrameType.TASK, size), TASK_HEADER.pack(len(header)), header, *blobs]
 
 
-def decode_task(payload: memoryview) -> TaskSpec:
+def decode_task(payload: memoryview, fds: tuple[int, ...] = ()) -> TaskSpec:
     """Inverse of :func:`encode_task`, given a TASK frame's payload."""
     (header_len,) = TASK_HEADER.unpack_from(payload)
     start = TASK_HEADER.size
@@ -120,6 +125,7 @@ def decode_task(payload: memoryview) -> TaskSpec:
         max_chunk_bytes=header["max_chunk_bytes"],
         compression=header["compression"],
         labels=header["labels"],
+        fds=fds,
     )
 
 

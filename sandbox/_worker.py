@@ -63,7 +63,9 @@ class WorkerHandle:
         """Run one task: yield the result's IPC bytes as they come, then its summary."""
         self.tasks_run += 1
         loop = asyncio.get_running_loop()
-        for buffer in encode_task(task):
+        header, *rest = encode_task(task)
+        await self._send_with_fds(header, task.fds)
+        for buffer in rest:
             await loop.sock_sendall(self._channel, buffer)
         while True:
             kind, payload = await self._read_frame(max(task.max_chunk_bytes, MAX_CONTROL_FRAME))
@@ -78,6 +80,21 @@ class WorkerHandle:
                 raise _failure(_json(payload))
             else:
                 raise ProtocolViolationError(f"unexpected frame type {kind} during a task")
+
+    async def _send_with_fds(self, header: bytes, fds: tuple[int, ...]) -> None:
+        """Send the 5-byte frame header, with the task's memfds attached to it."""
+        if not fds:
+            await asyncio.get_running_loop().sock_sendall(self._channel, header)
+            return
+        while True:
+            try:
+                sent = socket.send_fds(self._channel, [header], list(fds))
+            except BlockingIOError:
+                await asyncio.sleep(0.001)  # an idle worker's buffer is empty; this is rare
+                continue
+            if sent != len(header):
+                raise ProtocolViolationError("short write of a frame header")
+            return
 
     def kill(self) -> None:
         """SIGKILL the worker (through its pidfd, so a recycled pid is never hit)."""

@@ -17,14 +17,22 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from tilefn.sandbox import WorkerPool
-from tilefn.v1 import udf_service_pb2, udf_service_pb2_grpc
+from tilefn.v1 import (
+    array_service_pb2,
+    array_service_pb2_grpc,
+    udf_service_pb2,
+    udf_service_pb2_grpc,
+)
 
 from ._config import ServerConfig
+from ._array_service import ArrayService
+from ._staging import make_catalog
 from ._udf_service import UdfService
 
 log = logging.getLogger(__name__)
 
 UDF_SERVICE = udf_service_pb2.DESCRIPTOR.services_by_name["UdfService"].full_name
+ARRAY_SERVICE = array_service_pb2.DESCRIPTOR.services_by_name["ArrayService"].full_name
 #: Headroom above max_request_bytes so oversized requests reach our handler and get a clear error.
 RECEIVE_SLACK = 1 << 20
 
@@ -47,11 +55,14 @@ class TilefnServer:
         await self.pool.open()
         limit = self.config.max_request_bytes + RECEIVE_SLACK
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit)])
-        self._udf = UdfService(self.config, self.pool)
+        catalog = make_catalog(self.config)
+        self._udf = UdfService(self.config, self.pool, catalog)
         udf_service_pb2_grpc.add_UdfServiceServicer_to_server(self._udf, server)
+        array_service_pb2_grpc.add_ArrayServiceServicer_to_server(ArrayService(catalog), server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         names = (
             UDF_SERVICE,
+            ARRAY_SERVICE,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         )
@@ -59,7 +70,7 @@ class TilefnServer:
         self.port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")
         await server.start()
         self._server = server
-        for name in ("", UDF_SERVICE):
+        for name in ("", UDF_SERVICE, ARRAY_SERVICE):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         return self.port
 

@@ -32,6 +32,16 @@ class ServerConfig:
     max_timeout: float = 3600.0
     #: Seconds in-flight calls get to finish after SIGTERM before they are cancelled.
     drain_grace: float = 30.0
+    #: Where arrays live: tiledb://ns/name is <data_root>/ns/name. A folder or any TileDB URI.
+    data_root: str = "data"
+    #: Accept raw storage URIs from clients (local paths must still be inside data_root).
+    allow_raw_uris: bool = False
+    #: Array bytes one execution may hand to its worker; larger reads get RESOURCE_EXHAUSTED.
+    array_memory_budget: int = 1 << 30
+    #: Bytes the server reads from TileDB at a time (its memory per read stays near this).
+    read_block_bytes: int = 64 * MIB
+    #: A TileDB config file (key value lines) for storage credentials and tuning.
+    tiledb_config: str = ""
     #: Worker pool settings.
     pool: PoolConfig = field(default_factory=PoolConfig)
     #: Logging level name.
@@ -39,6 +49,11 @@ class ServerConfig:
 
 
 _SERVER_FLAGS = (
+    "data_root",
+    "allow_raw_uris",
+    "array_memory_budget",
+    "read_block_bytes",
+    "tiledb_config",
     "host",
     "port",
     "max_request_bytes",
@@ -58,11 +73,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default: Any = defaults[name] if name in defaults else pool_defaults[name]
         env = os.environ.get(f"TILEFN_{name.upper()}")
         kind = type(default)
+        flag = f"--{name.replace('_', '-')}"
+        help_text = f"(env TILEFN_{name.upper()}, default {default})"
+        if kind is bool:
+            value = env.lower() in ("1", "true", "yes") if env is not None else default
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=value, help=help_text
+            )
+            continue
         parser.add_argument(
-            f"--{name.replace('_', '-')}",
-            type=kind,
-            default=kind(env) if env is not None else default,
-            help=f"(env TILEFN_{name.upper()}, default {default})",
+            flag, type=kind, default=kind(env) if env is not None else default, help=help_text
         )
 
 

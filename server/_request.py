@@ -42,12 +42,6 @@ def plan_execution(request: udf_service_pb2.ExecuteUdfRequest, config: ServerCon
             size=str(size),
             limit=str(config.max_request_bytes),
         )
-    if request.arrays or any(a.HasField("array") for a in _all_arguments(request)):
-        raise ServiceError(
-            R.ERROR_REASON_NOT_IMPLEMENTED,
-            "array inputs are not served by this server version yet",
-            feature="array_inputs",
-        )
     udf_kind, udf, entry_point = _udf(request.udf)
     options = request.options
     return Execution(
@@ -64,10 +58,6 @@ def plan_execution(request: udf_service_pb2.ExecuteUdfRequest, config: ServerCon
         ),
         timeout=_timeout(options, config),
     )
-
-
-def _all_arguments(request: udf_service_pb2.ExecuteUdfRequest) -> list[udf_pb2.Argument]:
-    return [*request.args, *request.kwargs.values()]
 
 
 def _udf(spec: udf_pb2.UdfSpec) -> tuple[UdfKind, bytes, str]:
@@ -122,6 +112,8 @@ def _argument(label: str, arg: udf_pb2.Argument) -> ArgSpec:
     if kind == "pickled":
         _check_python(arg.pickled, f"argument {label}")
         return ArgSpec("pickled", arg.pickled.data)
+    if kind == "array":
+        return ArgSpec("arrays", b"")  # filled in by staging, which reads the array
     raise ServiceError(
         R.ERROR_REASON_ARGUMENT_INVALID, f"argument {label} has no value", argument=label
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -52,6 +52,14 @@ CODES: dict[int, grpc.StatusCode] = {
     R.ERROR_REASON_NOT_IMPLEMENTED: C.UNIMPLEMENTED,
     R.ERROR_REASON_SHUTTING_DOWN: C.UNAVAILABLE,
     R.ERROR_REASON_INTERNAL: C.INTERNAL,
+    R.ERROR_REASON_ARRAY_NOT_FOUND: C.NOT_FOUND,
+    R.ERROR_REASON_ARRAY_URI_REFUSED: C.PERMISSION_DENIED,
+    R.ERROR_REASON_ARRAY_NAME_INVALID: C.INVALID_ARGUMENT,
+    R.ERROR_REASON_ARRAY_RANGE_INVALID: C.INVALID_ARGUMENT,
+    R.ERROR_REASON_ARRAY_ATTRIBUTE_UNKNOWN: C.INVALID_ARGUMENT,
+    R.ERROR_REASON_ARRAY_CONDITION_INVALID: C.INVALID_ARGUMENT,
+    R.ERROR_REASON_ARRAY_READ_TOO_LARGE: C.RESOURCE_EXHAUSTED,
+    R.ERROR_REASON_ARRAY_READ_FAILED: C.UNAVAILABLE,
 }
 
 
@@ -151,11 +159,32 @@ def status_mapped(method: Handler) -> Handler:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            error = to_service_error(exc)
-            task_id = getattr(exc, "task_id", "") or _task_id(context)
-            await context.abort_with_status(to_status(error, task_id))  # type: ignore[attr-defined]
+            await _abort(context, exc)
 
     return wrapper  # type: ignore[return-value]
+
+
+Unary = TypeVar("Unary", bound=Callable[..., Awaitable[Any]])
+
+
+def unary_status_mapped(method: Unary) -> Unary:
+    """Wrap a unary handler so every failure leaves as a rich status."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return await method(self, request, context)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await _abort(context, exc)
+
+    return wrapper  # type: ignore[return-value]
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> None:
+    error = to_service_error(exc)
+    await context.abort_with_status(to_status(error, _task_id(context)))  # type: ignore[attr-defined]
 
 
 def _task_id(context: grpc.aio.ServicerContext[Any, Any]) -> str:

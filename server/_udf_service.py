@@ -15,7 +15,9 @@ from tilefn.sandbox import TaskSummary, WorkerPool
 from tilefn.v1 import udf_service_pb2 as pb
 from tilefn.v1 import udf_service_pb2_grpc
 
+from ._arrays import ArrayCatalog
 from ._config import ServerConfig
+from ._staging import StagedArrays
 from ._request import plan_execution
 from ._status import TASK_ID_KEY, R, ServiceError, status_mapped
 
@@ -28,9 +30,10 @@ DEFAULT_NAMESPACE = "default"
 class UdfService(udf_service_pb2_grpc.UdfServiceServicer):
     """Serves tilefn.v1.UdfService."""
 
-    def __init__(self, config: ServerConfig, pool: WorkerPool) -> None:
+    def __init__(self, config: ServerConfig, pool: WorkerPool, catalog: ArrayCatalog) -> None:
         self._config = config
         self._pool = pool
+        self._catalog = catalog
         self.draining = False
 
     @status_mapped
@@ -45,9 +48,11 @@ class UdfService(udf_service_pb2_grpc.UdfServiceServicer):
         yield pb.ExecuteUdfResponse(task=pb.TaskInfo(task_id=task_id))
         log.info("task %s started", task_id)
         deadline = asyncio.get_running_loop().time() + execution.timeout
+        staged = StagedArrays(self._catalog, self._config)
         try:
+            task = await staged.stage(execution.task, request)
             async with self._pool.lease(DEFAULT_NAMESPACE) as worker:
-                frames = worker.run(execution.task)
+                frames = worker.run(task)
                 while True:
                     # The timeout covers the worker, not time spent waiting on a slow reader.
                     async with asyncio.timeout_at(deadline):
@@ -65,6 +70,7 @@ class UdfService(udf_service_pb2_grpc.UdfServiceServicer):
                 timeout_seconds=f"{execution.timeout:g}",
             ) from None
         finally:
+            staged.close()
             log.info("task %s ended", task_id)
 
 

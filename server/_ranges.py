@@ -1,0 +1,141 @@
+"""Turn an ArrayInput's ranges, attributes and layout into a checked read plan for one array.
+
+Ranges follow TileDB Cloud: one entry per dimension, each a list of inclusive [start, end] pairs,
+an empty list (or a missing entry) meaning the dimension's whole domain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tiledb
+
+from tilefn.v1 import udf_pb2
+
+from ._arrays import ArrayRef
+from ._status import R, ServiceError
+
+ORDERS = {
+    udf_pb2.LAYOUT_UNSPECIFIED: "",
+    udf_pb2.LAYOUT_ROW_MAJOR: "C",
+    udf_pb2.LAYOUT_COL_MAJOR: "F",
+    udf_pb2.LAYOUT_GLOBAL_ORDER: "G",
+    udf_pb2.LAYOUT_UNORDERED: "U",
+}
+
+Pair = tuple[Any, Any]
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """A validated read: per-dimension ranges (None = whole domain) and what to return."""
+
+    ref: ArrayRef
+    ranges: tuple[tuple[Pair, ...] | None, ...]
+    attrs: tuple[str, ...]
+    dims: tuple[str, ...]
+    order: str
+    condition: str | None
+
+
+def plan_read(ref: ArrayRef, schema: tiledb.ArraySchema, spec: udf_pb2.ArrayInput) -> ReadPlan:
+    """Check an ArrayInput against the array's schema."""
+    domain = schema.domain
+    if len(spec.ranges) > domain.ndim:
+        raise _range_error(ref, "", f"{len(spec.ranges)} range lists for {domain.ndim} dimensions")
+    ranges = tuple(
+        _dimension_ranges(ref, domain.dim(i), spec.ranges[i].ranges if i < len(spec.ranges) else [])
+        for i in range(domain.ndim)
+    )
+    attrs, dims = _selection(ref, schema, list(spec.attributes))
+    if spec.layout not in ORDERS:
+        raise ServiceError(
+            R.ERROR_REASON_OPTION_INVALID, f"unknown layout {spec.layout}", option="layout"
+        )
+    default = "U" if schema.sparse else "C"
+    return ReadPlan(
+        ref=ref,
+        ranges=ranges,
+        attrs=attrs,
+        dims=dims,
+        order=ORDERS[spec.layout] or default,
+        condition=spec.condition.strip() or None,
+    )
+
+
+def _selection(
+    ref: ArrayRef, schema: tiledb.ArraySchema, wanted: list[str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    attr_names = [schema.attr(i).name for i in range(schema.nattr)]
+    dim_names = [schema.domain.dim(i).name for i in range(schema.domain.ndim)]
+    if not wanted:
+        # Dense reads return N-d arrays whose coordinates follow from the ranges; sparse reads
+        # need the coordinates to mean anything.
+        return tuple(attr_names), tuple(dim_names) if schema.sparse else ()
+    for name in wanted:
+        if name not in attr_names and name not in dim_names:
+            raise ServiceError(
+                R.ERROR_REASON_ARRAY_ATTRIBUTE_UNKNOWN,
+                f"{ref.name} has no attribute or dimension named {name[:100]!r}",
+                array=ref.name,
+                attribute=name[:100],
+            )
+    return tuple(n for n in wanted if n in attr_names), tuple(n for n in wanted if n in dim_names)
+
+
+def _dimension_ranges(ref: ArrayRef, dim: tiledb.Dim, ranges: Any) -> tuple[Pair, ...] | None:
+    if not ranges:
+        return None
+    pairs = []
+    for r in ranges:
+        start, end = _coordinate(ref, dim, r.start), _coordinate(ref, dim, r.end)
+        if start > end:
+            raise _range_error(ref, dim.name, f"range [{start}, {end}] is reversed")
+        if not (dim.isvar or dim.dtype.kind in "SU"):
+            low, high = dim.domain
+            if start < low or end > high:
+                raise _range_error(
+                    ref, dim.name, f"range [{start}, {end}] is outside the domain [{low}, {high}]"
+                )
+        pairs.append((start, end))
+    return tuple(pairs)
+
+
+def _coordinate(ref: ArrayRef, dim: tiledb.Dim, scalar: udf_pb2.Scalar) -> Any:
+    kind = scalar.WhichOneof("value")
+    dtype = dim.dtype
+    value = getattr(scalar, kind) if kind else None
+    if dim.isvar or dtype.kind in "SU":
+        if kind == "string_value":
+            return value
+        return _wrong(ref, dim, kind, "a string")
+    if dtype.kind == "M":
+        if kind in ("datetime_value", "int64_value"):
+            try:
+                unit = np.datetime_data(dtype)[0]
+                return np.datetime64(value, unit)
+            except ValueError as exc:
+                raise _range_error(ref, dim.name, f"bad datetime {value!r}: {exc}") from None
+        return _wrong(ref, dim, kind, "a datetime (datetime_value or int64_value)")
+    if dtype.kind in "iu" and kind in ("int64_value", "uint64_value"):
+        return dtype.type(value)
+    if dtype.kind == "f" and kind in ("double_value", "int64_value", "uint64_value"):
+        return dtype.type(value)
+    return _wrong(ref, dim, kind, f"a {dtype} value")
+
+
+def _wrong(ref: ArrayRef, dim: tiledb.Dim, kind: str | None, expected: str) -> Any:
+    got = (kind or "no value").removesuffix("_value")
+    raise _range_error(ref, dim.name, f"expects {expected}; got {got}")
+
+
+def _range_error(ref: ArrayRef, dimension: str, message: str) -> ServiceError:
+    where = f"dimension {dimension!r} of {ref.name}" if dimension else ref.name
+    return ServiceError(
+        R.ERROR_REASON_ARRAY_RANGE_INVALID,
+        f"{where}: {message}",
+        array=ref.name,
+        dimension=dimension,
+    )

@@ -1,0 +1,101 @@
+"""Stage an execution's array inputs: read each (off the event loop) and attach it to the task.
+
+Arrays named in ``ExecuteUdfRequest.arrays`` become the UDF's first argument (a dict for one
+array, a list of dicts for several, as TileDB Cloud's ``apply`` does); an ``Argument.array``
+placeholder becomes a dict in that argument's place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import Callable
+from typing import Any
+
+import tiledb
+
+from tilefn.sandbox import ArgSpec, TaskSpec
+from tilefn.v1 import udf_pb2, udf_service_pb2
+
+from ._arrays import ArrayCatalog
+from ._config import ServerConfig
+from ._ranges import plan_read
+from ._reader import ArrayPayload, Budget, read
+from ._status import R, ServiceError
+
+MAX_COLUMNS = 250
+
+
+class StagedArrays:
+    """The payloads of one execution; closed (fds released) once the task is over."""
+
+    def __init__(self, catalog: ArrayCatalog, config: ServerConfig) -> None:
+        self._catalog = catalog
+        self._config = config
+        self._budget = Budget(config.array_memory_budget)
+        self.payloads: list[ArrayPayload] = []
+        self.fds: list[int] = []
+
+    async def stage(self, task: TaskSpec, request: udf_service_pb2.ExecuteUdfRequest) -> TaskSpec:
+        """Read every array input and return the task with its "arrays" arguments filled in."""
+        args = list(task.args)
+        for i, argument in enumerate(request.args):
+            if argument.HasField("array"):
+                args[i] = await self._group([argument.array], as_list=False)
+        kwargs = list(task.kwargs)
+        for i, (name, _) in enumerate(kwargs):
+            if request.kwargs[name].HasField("array"):
+                kwargs[i] = (name, await self._group([request.kwargs[name].array], as_list=False))
+        if request.arrays:
+            args.insert(0, await self._group(list(request.arrays), as_list=len(request.arrays) > 1))
+        if len(self.fds) > MAX_COLUMNS:
+            raise ServiceError(
+                R.ERROR_REASON_OPTION_INVALID,
+                f"the request reads {len(self.fds)} columns; at most {MAX_COLUMNS} are allowed",
+                option="attributes",
+            )
+        return dataclasses.replace(
+            task, args=tuple(args), kwargs=tuple(kwargs), fds=tuple(self.fds)
+        )
+
+    async def _group(self, inputs: list[udf_pb2.ArrayInput], *, as_list: bool) -> ArgSpec:
+        descriptors = []
+        for spec in inputs:
+            payload = await _in_thread(lambda spec=spec: self._read(spec), ArrayPayload.close)
+            self.payloads.append(payload)
+            descriptors.append(payload.descriptor(len(self.fds)))
+            self.fds.extend(payload.fds())
+        return ArgSpec("arrays", json.dumps({"arrays": descriptors, "as_list": as_list}).encode())
+
+    def _read(self, spec: udf_pb2.ArrayInput) -> ArrayPayload:
+        ref = self._catalog.resolve(spec.uri)
+        with self._catalog.open(ref) as array:
+            plan = plan_read(ref, array.schema, spec)
+            return read(array, plan, self._budget, self._config.read_block_bytes)
+
+    def close(self) -> None:
+        """Release every memfd; idempotent."""
+        for payload in self.payloads:
+            payload.close()
+        self.payloads.clear()
+        self.fds.clear()
+
+
+async def _in_thread(work: Callable[[], Any], discard: Callable[[Any], None]) -> Any:
+    """Run blocking work in a thread; if we are cancelled meanwhile, discard its result later."""
+    future = asyncio.get_running_loop().run_in_executor(None, work)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        future.add_done_callback(lambda f: f.exception() is None and discard(f.result()))
+        raise
+
+
+def make_catalog(config: ServerConfig) -> ArrayCatalog:
+    """The catalog, with a TileDB context built from the server's settings."""
+    settings = tiledb.Config(path=config.tiledb_config) if config.tiledb_config else tiledb.Config()
+    settings["py.init_buffer_bytes"] = str(config.read_block_bytes // 4)
+    return ArrayCatalog(
+        config.data_root, allow_raw_uris=config.allow_raw_uris, ctx=tiledb.Ctx(settings)
+    )
