@@ -4,6 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 50051
+DATA   ?= data
 # Reinstall when dependencies change or modules are added/removed (strict editable installs
 # link each file, so a new module needs a reinstall).
 PKG_DIRS := protos/tilefn protos/tilefn/v1 codec sandbox server client
@@ -13,7 +14,7 @@ NODE_STAMP := node_modules/.installed
 .PHONY: help install run test protos lint typecheck check clean
 
 help:
-	@echo "make run        install, then start a server on $(HOST):$(PORT) and show how to call it"
+	@echo "make run        install, create demo arrays in $(DATA)/, start a server on $(HOST):$(PORT)"
 	@echo "make test       install, then run every test"
 	@echo "make protos     regenerate Python code from protos/tilefn/v1/*.proto"
 	@echo "make lint       ruff, buf lint, generated-code drift check"
@@ -33,15 +34,17 @@ $(NODE_STAMP): package.json package-lock.json
 	@touch $@
 
 run: $(STAMP)
+	@$(PY) -m tilefn.server.demo --data-root $(DATA)
 	@echo
 	@echo "Starting tilefn on $(HOST):$(PORT). From another terminal, try:"
 	@echo
 	@echo "  $(PY) -c 'from tilefn.client import Client; print(Client(\"$(HOST):$(PORT)\").exec(lambda n: n * 2, 21))'"
+	@echo "  $(PY) -c 'from tilefn.client import Client; print(Client(\"$(HOST):$(PORT)\").arrays())'"
 	@echo "  $(VENV)/bin/tilefn exec examples/hello.py --arg 5 --target $(HOST):$(PORT)"
 	@echo
 	@echo "Stop with Ctrl-C (in-flight calls are drained first)."
 	@echo
-	$(PY) -m tilefn.server --host $(HOST) --port $(PORT)
+	$(PY) -m tilefn.server --host $(HOST) --port $(PORT) --data-root $(DATA)
 
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest

@@ -24,8 +24,8 @@ from tilefn.v1 import (
     udf_service_pb2_grpc,
 )
 
-from ._config import ServerConfig
 from ._array_service import ArrayService
+from ._config import ServerConfig
 from ._staging import make_catalog
 from ._udf_service import UdfService
 

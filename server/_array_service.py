@@ -24,7 +24,7 @@ class ArrayService(array_service_pb2_grpc.ArrayServiceServicer):
         self._catalog = catalog
 
     @unary_status_mapped
-    async def ListArrays(  # noqa: N802 (gRPC method name)
+    async def ListArrays(
         self, request: pb.ListArraysRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListArraysResponse:
         size = request.page_size or DEFAULT_PAGE
@@ -41,7 +41,7 @@ class ArrayService(array_service_pb2_grpc.ArrayServiceServicer):
         return pb.ListArraysResponse(arrays=page, next_page_token=token)
 
     @unary_status_mapped
-    async def GetArraySchema(  # noqa: N802 (gRPC method name)
+    async def GetArraySchema(
         self, request: pb.GetArraySchemaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetArraySchemaResponse:
         ref = self._catalog.resolve(request.uri)

@@ -12,6 +12,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tiledb
@@ -175,7 +176,7 @@ def _dimension(dim: tiledb.Dim) -> apb.Dimension:
     )
 
 
-def _type_name(dtype: np.dtype) -> str:  # type: ignore[type-arg]
+def _type_name(dtype: np.dtype[Any]) -> str:
     return str(dtype) if dtype.kind != "S" else "bytes"
 
 

@@ -103,32 +103,32 @@ def _dimension_ranges(ref: ArrayRef, dim: tiledb.Dim, ranges: Any) -> tuple[Pair
     return tuple(pairs)
 
 
+#: Which Scalar fields each kind of dimension accepts.
+ACCEPTED = {
+    "string": ("string_value",),
+    "M": ("datetime_value", "int64_value"),
+    "i": ("int64_value", "uint64_value"),
+    "u": ("int64_value", "uint64_value"),
+    "f": ("double_value", "int64_value", "uint64_value"),
+}
+
+
 def _coordinate(ref: ArrayRef, dim: tiledb.Dim, scalar: udf_pb2.Scalar) -> Any:
     kind = scalar.WhichOneof("value")
-    dtype = dim.dtype
-    value = getattr(scalar, kind) if kind else None
-    if dim.isvar or dtype.kind in "SU":
-        if kind == "string_value":
-            return value
-        return _wrong(ref, dim, kind, "a string")
-    if dtype.kind == "M":
-        if kind in ("datetime_value", "int64_value"):
-            try:
-                unit = np.datetime_data(dtype)[0]
-                return np.datetime64(value, unit)
-            except ValueError as exc:
-                raise _range_error(ref, dim.name, f"bad datetime {value!r}: {exc}") from None
-        return _wrong(ref, dim, kind, "a datetime (datetime_value or int64_value)")
-    if dtype.kind in "iu" and kind in ("int64_value", "uint64_value"):
-        return dtype.type(value)
-    if dtype.kind == "f" and kind in ("double_value", "int64_value", "uint64_value"):
-        return dtype.type(value)
-    return _wrong(ref, dim, kind, f"a {dtype} value")
-
-
-def _wrong(ref: ArrayRef, dim: tiledb.Dim, kind: str | None, expected: str) -> Any:
-    got = (kind or "no value").removesuffix("_value")
-    raise _range_error(ref, dim.name, f"expects {expected}; got {got}")
+    family = "string" if dim.isvar or dim.dtype.kind in "SU" else dim.dtype.kind
+    if kind not in ACCEPTED.get(family, ()):
+        expected = "a string" if family == "string" else f"a {dim.dtype} value"
+        got = (kind or "no value").removesuffix("_value")
+        raise _range_error(ref, dim.name, f"expects {expected}; got {got}")
+    value = getattr(scalar, kind)
+    if family == "string":
+        return value
+    try:
+        if family == "M":
+            return np.array(value, dtype=dim.dtype)[()]
+        return dim.dtype.type(value)
+    except (ValueError, OverflowError) as exc:
+        raise _range_error(ref, dim.name, f"bad coordinate {value!r}: {exc}") from None
 
 
 def _range_error(ref: ArrayRef, dimension: str, message: str) -> ServiceError:

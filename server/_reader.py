@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -67,7 +67,7 @@ class ArrayPayload:
     name: str
     columns: dict[str, Column] = field(default_factory=dict)
     shape: tuple[int, ...] | None = None
-    order: str = "C"
+    order: Literal["C", "F"] = "C"
 
     def descriptor(self, first_fd: int) -> dict[str, Any]:
         """The JSON description the worker decodes; fds are numbered from first_fd."""
@@ -193,14 +193,13 @@ def _append(payload: ArrayPayload, name: str, values: np.ndarray, budget: Budget
     if column is None:
         column = _new_column(payload, name, values)
     if column.kind == "raw":
-        flat = np.ravel(values, order=payload.order)
+        flat = values.ravel(order=payload.order)
         budget.charge(flat.nbytes, payload.name)
-        _write_all(column.fd, memoryview(flat.view(np.uint8)))
+        _write_all(column.fd, flat.view(np.uint8).data)
         column.size += flat.nbytes
     else:
-        batch = pa.record_batch(
-            [pa.array(np.ravel(values, order=payload.order), column.writer[1])], ["v"]
-        )
+        flat = values.ravel(order=payload.order)
+        batch = pa.record_batch([pa.array(flat, column.writer[1])], ["v"])
         budget.charge(batch.nbytes, payload.name)
         column.writer[0].write_batch(batch)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -62,7 +63,7 @@ class StagedArrays:
     async def _group(self, inputs: list[udf_pb2.ArrayInput], *, as_list: bool) -> ArgSpec:
         descriptors = []
         for spec in inputs:
-            payload = await _in_thread(lambda spec=spec: self._read(spec), ArrayPayload.close)
+            payload = await _in_thread(functools.partial(self._read, spec), ArrayPayload.close)
             self.payloads.append(payload)
             descriptors.append(payload.descriptor(len(self.fds)))
             self.fds.extend(payload.fds())
@@ -88,8 +89,13 @@ async def _in_thread(work: Callable[[], Any], discard: Callable[[Any], None]) ->
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
-        future.add_done_callback(lambda f: f.exception() is None and discard(f.result()))
+        future.add_done_callback(functools.partial(_discard_result, discard))
         raise
+
+
+def _discard_result(discard: Callable[[Any], None], future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        discard(future.result())
 
 
 def make_catalog(config: ServerConfig) -> ArrayCatalog:

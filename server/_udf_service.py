@@ -17,8 +17,8 @@ from tilefn.v1 import udf_service_pb2_grpc
 
 from ._arrays import ArrayCatalog
 from ._config import ServerConfig
-from ._staging import StagedArrays
 from ._request import plan_execution
+from ._staging import StagedArrays
 from ._status import TASK_ID_KEY, R, ServiceError, status_mapped
 
 log = logging.getLogger(__name__)

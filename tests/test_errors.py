@@ -232,10 +232,10 @@ def test_registered_udfs_are_not_served_yet(server: ServerProcess) -> None:
     assert isinstance(error, UnsupportedError)
 
 
-def test_array_inputs_are_not_served_yet(server: ServerProcess) -> None:
+def test_unknown_array(server: ServerProcess) -> None:
     request = source("def f(a):\n    return 1\n")
     request.arrays.add(uri="tiledb://acme/weather")
-    check(raw_call(server, request), C.UNIMPLEMENTED, "NOT_IMPLEMENTED")
+    check(raw_call(server, request), C.NOT_FOUND, "ARRAY_NOT_FOUND")
 
 
 @pytest.mark.parametrize("size", [10, 64 * 1024 - 1, 4 << 20])
