@@ -39,6 +39,8 @@ class ArrayRead:
     attrs: Sequence[str] = ()
     layout: str | None = None
     condition: str | None = None
+    #: Deliver an iterator of dicts, one per block, so the read need not fit the memory budget.
+    batched: bool = False
 
     def to_proto(self) -> udf_pb2.ArrayInput:
         if self.layout not in LAYOUTS:
@@ -49,6 +51,7 @@ class ArrayRead:
             attributes=list(self.attrs),
             layout=LAYOUTS[self.layout],
             condition=self.condition or "",
+            batched=self.batched,
         )
 
 

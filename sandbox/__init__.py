@@ -15,10 +15,12 @@ from ._errors import (
 )
 from ._pool import PoolConfig, PoolStats, WorkerPool
 from ._protocol import ArgSpec, TaskSpec, UdfKind
-from ._worker import TaskSummary, WorkerHandle
+from ._worker import ArrayBatch, BatchProvider, TaskSummary, WorkerHandle
 
 __all__ = [
     "ArgSpec",
+    "ArrayBatch",
+    "BatchProvider",
     "PoolClosedError",
     "PoolConfig",
     "PoolStats",

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from tilefn import codec
 
-from ._in_arrays import decode_arrays
+from ._in_arrays import FetchBatch, decode_arrays
 from ._protocol import HEADER, MAX_ERROR_TEXT, ArgSpec, FrameType, TaskSpec
 
 UDF_FILENAME = "<udf>"
@@ -127,16 +127,18 @@ def _single_function(tree: ast.Module) -> str:
     return names[0]
 
 
-def decode_arguments(task: TaskSpec) -> tuple[list[Any], dict[str, Any]]:
+def decode_arguments(task: TaskSpec, fetch: FetchBatch) -> tuple[list[Any], dict[str, Any]]:
     """Decode every argument; a malformed one fails the task with ARGUMENT_INVALID naming it."""
-    args = [_decode_argument(f"args[{i}]", a, task) for i, a in enumerate(task.args)]
-    kwargs = {name: _decode_argument(f"kwargs[{name!r}]", a, task) for name, a in task.kwargs}
+    args = [_decode_argument(f"args[{i}]", a, task, fetch) for i, a in enumerate(task.args)]
+    kwargs = {
+        name: _decode_argument(f"kwargs[{name!r}]", a, task, fetch) for name, a in task.kwargs
+    }
     return args, kwargs
 
 
-def _decode_argument(label: str, arg: ArgSpec, task: TaskSpec) -> Any:
-    if arg.kind == "arrays":
-        return decode_arrays(json.loads(arg.data), task.fds)  # from the server, not the client
+def _decode_argument(label: str, arg: ArgSpec, task: TaskSpec, fetch: FetchBatch) -> Any:
+    if arg.kind == "arrays":  # from the server, not the client
+        return decode_arrays(json.loads(arg.data), task.fds, fetch)
     try:
         if arg.kind == "json":
             return json.loads(arg.data)

@@ -6,6 +6,7 @@ time until the parent closes the channel. It never returns: it leaves through ``
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import resource
@@ -50,7 +51,7 @@ def worker_main(channel: socket.socket) -> NoReturn:
         _detach_from_template()
         apply_layers()
         channel.sendall(control_frame(FrameType.READY, {"pid": os.getpid(), "python": _python()}))
-        while (frame := _recv_frame(channel)) is not None:
+        while (frame := _recv_frame(channel, FrameType.TASK)) is not None:
             _serve(channel, decode_task(*frame))
     except BaseException:  # the parent sees the exit code; nothing may escape the fork
         code = 70
@@ -72,8 +73,10 @@ def _detach_from_template() -> None:
     os.close(devnull)
 
 
-def _recv_frame(channel: socket.socket) -> tuple[memoryview, tuple[int, ...]] | None:
-    """Read one TASK frame and its fds; None when the parent closed the channel (time to exit)."""
+def _recv_frame(
+    channel: socket.socket, *expected: FrameType
+) -> tuple[memoryview, tuple[int, ...]] | None:
+    """Read one frame of an expected type with its fds; None when the parent closed the channel."""
     start, fds, _, _ = socket.recv_fds(channel, HEADER.size, MAX_TASK_FDS)
     if not start:
         return None
@@ -81,11 +84,13 @@ def _recv_frame(channel: socket.socket) -> tuple[memoryview, tuple[int, ...]] | 
     if rest is None:
         return None
     kind, length = HEADER.unpack(start + rest)
-    if kind != FrameType.TASK:
+    if kind not in expected:
         raise RuntimeError(f"unexpected frame type {kind}")
     payload = _recv_exactly(channel, length)
     if payload is None:
         return None
+    if kind == FrameType.END:
+        return memoryview(b""), ()
     return memoryview(payload), tuple(fds)
 
 
@@ -100,13 +105,23 @@ def _recv_exactly(channel: socket.socket, size: int) -> bytearray | None:
     return buffer
 
 
+def _fetch_batch(channel: socket.socket, stream: int) -> tuple[bytes, tuple[int, ...]] | None:
+    """Ask the parent for the next block of a batched array read; None when there is no more."""
+    channel.sendall(control_frame(FrameType.NEXT, {"stream": stream}))
+    frame = _recv_frame(channel, FrameType.BATCH, FrameType.END)
+    if frame is None:
+        raise EOFError("the parent closed the channel")
+    payload, fds = frame
+    return (bytes(payload), fds) if payload else None
+
+
 def _serve(channel: socket.socket, task: TaskSpec) -> None:
     started, cpu_started = time.perf_counter(), time.process_time()
     captured = BoundedText()
     sys.stdout = sys.stderr = captured
     try:
         fn = execute.load_udf(task)
-        args, kwargs = execute.decode_arguments(task)
+        args, kwargs = execute.decode_arguments(task, functools.partial(_fetch_batch, channel))
         result = execute.call(fn, args, kwargs)
         schema, batches = execute.encode_result(result, task.max_chunk_bytes)
         ipc_bytes = execute.write_stream(channel, schema, batches, task)

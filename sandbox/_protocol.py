@@ -6,6 +6,8 @@ Data flow (one worker, one task at a time)::
       |  <-- READY  {pid, python}                         forked from the template, layers applied
       |  --> TASK   u32 header length | JSON header | blobs (UDF bytes, arguments)
       |  <-- DATA   raw Arrow IPC bytes (<= max_chunk_bytes each; concatenated = one IPC stream)
+      |  <-- NEXT   {stream}  (a UDF iterating a batched array read asks for the next block)
+      |  --> BATCH  array descriptor + memfds, or END when the stream is exhausted
       |  <-- DONE   {rows, batches, ipc_bytes, wall_seconds, cpu_seconds, peak_memory_bytes}
       |      or FAILED {reason, message, exception_type, traceback, metadata}
       |  --> TASK ... (the worker is reused only within one namespace) or close (the worker exits)
@@ -57,6 +59,9 @@ class FrameType(enum.IntEnum):
     DATA = 3
     DONE = 4
     FAILED = 5
+    NEXT = 6  # worker -> parent: {"stream": i}, the UDF wants the next batch of array stream i
+    BATCH = 7  # parent -> worker: an array descriptor (JSON), its memfds attached
+    END = 8  # parent -> worker: the stream has no more batches
 
 
 @dataclass(frozen=True)

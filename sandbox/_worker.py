@@ -12,7 +12,7 @@ import json
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,22 @@ from ._protocol import HEADER, MAX_CONTROL_FRAME, WORKER_REASONS, FrameType, Tas
 #: How long to wait for the template's exit report once a worker's channel hits EOF.
 EXIT_REPORT_TIMEOUT = 5.0
 RECV_SIZE = 256 * 1024
+
+
+@dataclass(frozen=True)
+class ArrayBatch:
+    """One block of a batched array read, for a worker that asked for it."""
+
+    #: The array descriptor (JSON) the worker decodes; fd numbers index ``fds``.
+    descriptor: bytes
+    #: The sealed memfds holding the block's columns.
+    fds: tuple[int, ...]
+    #: Called once the fds are sent (the worker holds its own copies then).
+    release: Callable[[], None]
+
+
+#: Produces the next block of batched stream i, or None when it is exhausted.
+BatchProvider = Callable[[int], Awaitable[ArrayBatch | None]]
 
 
 @dataclass(frozen=True)
@@ -59,8 +75,13 @@ class WorkerHandle:
         if kind != FrameType.READY:
             raise ProtocolViolationError(f"expected READY, got frame type {kind}")
 
-    async def run(self, task: TaskSpec) -> AsyncIterator[bytes | TaskSummary]:
-        """Run one task: yield the result's IPC bytes as they come, then its summary."""
+    async def run(
+        self, task: TaskSpec, provide: BatchProvider | None = None
+    ) -> AsyncIterator[bytes | TaskSummary]:
+        """Run one task: yield the result's IPC bytes as they come, then its summary.
+
+        ``provide`` serves the worker's requests for blocks of batched array reads.
+        """
         self.tasks_run += 1
         loop = asyncio.get_running_loop()
         header, *rest = encode_task(task)
@@ -78,8 +99,24 @@ class WorkerHandle:
                 return
             elif kind == FrameType.FAILED:
                 raise _failure(_json(payload))
+            elif kind == FrameType.NEXT and provide is not None:
+                await self._send_batch(provide, _json(payload).get("stream"))
             else:
                 raise ProtocolViolationError(f"unexpected frame type {kind} during a task")
+
+    async def _send_batch(self, provide: BatchProvider, stream: object) -> None:
+        if not isinstance(stream, int):
+            raise ProtocolViolationError("NEXT frame without a stream number")
+        batch = await provide(stream)
+        if batch is None:
+            await self._send_with_fds(HEADER.pack(FrameType.END, 0), ())
+            return
+        try:
+            header = HEADER.pack(FrameType.BATCH, len(batch.descriptor))
+            await self._send_with_fds(header, batch.fds)
+            await asyncio.get_running_loop().sock_sendall(self._channel, batch.descriptor)
+        finally:
+            batch.release()
 
     async def _send_with_fds(self, header: bytes, fds: tuple[int, ...]) -> None:
         """Send the 5-byte frame header, with the task's memfds attached to it."""

@@ -87,15 +87,48 @@ class ArrayPayload:
 
 
 def read(array: tiledb.Array, plan: ReadPlan, budget: Budget, block_bytes: int) -> ArrayPayload:
-    """Run the plan (blocking) and return its sealed payload; closes fds on failure."""
-    payload = ArrayPayload(plan.ref.name, order="F" if plan.order == "F" else "C")
+    """Run the plan (blocking) and return its sealed payload, however many blocks it takes."""
+    if array.schema.sparse:
+        return _fill(plan, blocks(array, plan, block_bytes), budget)
+    if plan.order in ("C", "F"):
+        shape = _dense_shape(array, plan)
+        return _fill(plan, blocks(array, plan, block_bytes), budget, shape)
+    return _fill(plan, blocks(array, plan, block_bytes), budget, "block")
+
+
+def read_batches(
+    array: tiledb.Array, plan: ReadPlan, block_bytes: int, budget_bytes: int
+) -> Iterator[ArrayPayload]:
+    """Run the plan (blocking, lazily): one sealed payload per block, for a UDF's iterator."""
+    for block in blocks(array, plan, block_bytes):
+        yield _fill(plan, iter([block]), Budget(budget_bytes), "block")
+
+
+def blocks(array: tiledb.Array, plan: ReadPlan, block_bytes: int) -> Iterator[dict[str, Any]]:
+    """The plan's result in blocks of about block_bytes, in order."""
+    if array.schema.sparse:
+        return _tiledb_errors(plan, _sparse_blocks(array, plan))
+    return _tiledb_errors(plan, _dense_blocks(array, plan, block_bytes))
+
+
+def _fill(
+    plan: ReadPlan,
+    source: Iterator[dict[str, Any]],
+    budget: Budget,
+    shape: tuple[int, ...] | Literal["block"] | None = None,
+) -> ArrayPayload:
+    """Append blocks to a new payload's columns and seal it; closes fds on failure.
+
+    ``shape`` is the final N-d shape, None for flat (sparse) columns, or "block" to take it from
+    the one block there is.
+    """
+    order: Literal["C", "F"] = "F" if plan.order == "F" else "C"
+    payload = ArrayPayload(plan.ref.name, order=order)
+    payload.shape = shape if shape != "block" else None
     try:
-        blocks = (
-            _sparse_blocks(array, plan)
-            if array.schema.sparse
-            else _dense_blocks(array, plan, block_bytes, payload)
-        )
-        for block in _tiledb_errors(plan, blocks):
+        for block in source:
+            if shape == "block" and block:
+                payload.shape = next(iter(block.values())).shape
             for name, values in block.items():
                 _append(payload, name, values, budget)
         for column in payload.columns.values():
@@ -143,19 +176,28 @@ def _sparse_blocks(array: tiledb.Array, plan: ReadPlan) -> Iterator[dict[str, An
     yield from _query(array, plan, return_incomplete=True).multi_index[_subscripts(plan.ranges)]
 
 
-def _dense_blocks(
-    array: tiledb.Array, plan: ReadPlan, block_bytes: int, payload: ArrayPayload
-) -> Iterator[dict[str, Any]]:
+def _full_ranges(array: tiledb.Array, plan: ReadPlan) -> list[tuple[Pair, ...]]:
     domain = array.schema.domain
-    full = [
+    return [
         r if r is not None else (tuple(domain.dim(i).domain),) for i, r in enumerate(plan.ranges)
     ]
-    payload.shape = tuple(sum(_length(p) for p in pairs) for pairs in full)
+
+
+def _dense_shape(array: tiledb.Array, plan: ReadPlan) -> tuple[int, ...]:
+    """The shape tiledb-py gives a dense selection: each dimension's range lengths, summed."""
+    return tuple(sum(_length(p) for p in pairs) for pairs in _full_ranges(array, plan))
+
+
+def _dense_blocks(
+    array: tiledb.Array, plan: ReadPlan, block_bytes: int
+) -> Iterator[dict[str, Any]]:
     if plan.order not in ("C", "F"):
         yield _query(array, plan).multi_index[_subscripts(plan.ranges)]
         return
+    full = _full_ranges(array, plan)
+    shape = _dense_shape(array, plan)
     axis = 0 if plan.order == "C" else len(full) - 1
-    others = math.prod(n for i, n in enumerate(payload.shape) if i != axis)
+    others = math.prod(n for i, n in enumerate(shape) if i != axis)
     step = max(1, block_bytes // max(1, others * _cell_bytes(array, plan)))
     for pair in full[axis]:
         for block in _split(pair, step):

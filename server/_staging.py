@@ -11,18 +11,18 @@ import asyncio
 import dataclasses
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import tiledb
 
-from tilefn.sandbox import ArgSpec, TaskSpec
+from tilefn.sandbox import ArgSpec, ArrayBatch, ProtocolViolationError, TaskSpec
 from tilefn.v1 import udf_pb2, udf_service_pb2
 
 from ._arrays import ArrayCatalog
 from ._config import ServerConfig
 from ._ranges import plan_read
-from ._reader import ArrayPayload, Budget, read
+from ._reader import ArrayPayload, Budget, read, read_batches
 from ._status import R, ServiceError
 
 MAX_COLUMNS = 250
@@ -37,6 +37,7 @@ class StagedArrays:
         self._budget = Budget(config.array_memory_budget)
         self.payloads: list[ArrayPayload] = []
         self.fds: list[int] = []
+        self.streams: list[BatchStream] = []
 
     async def stage(self, task: TaskSpec, request: udf_service_pb2.ExecuteUdfRequest) -> TaskSpec:
         """Read every array input and return the task with its "arrays" arguments filled in."""
@@ -61,8 +62,15 @@ class StagedArrays:
         )
 
     async def _group(self, inputs: list[udf_pb2.ArrayInput], *, as_list: bool) -> ArgSpec:
-        descriptors = []
+        descriptors: list[dict[str, Any]] = []
         for spec in inputs:
+            if spec.batched:
+                stream = await _in_thread(
+                    functools.partial(self._open_stream, spec), BatchStream.close
+                )
+                descriptors.append({"stream": len(self.streams), "array": spec.uri})
+                self.streams.append(stream)
+                continue
             payload = await _in_thread(functools.partial(self._read, spec), ArrayPayload.close)
             self.payloads.append(payload)
             descriptors.append(payload.descriptor(len(self.fds)))
@@ -75,12 +83,59 @@ class StagedArrays:
             plan = plan_read(ref, array.schema, spec)
             return read(array, plan, self._budget, self._config.read_block_bytes)
 
+    def _open_stream(self, spec: udf_pb2.ArrayInput) -> BatchStream:
+        ref = self._catalog.resolve(spec.uri)
+        array = self._catalog.open(ref)
+        try:
+            plan = plan_read(ref, array.schema, spec)
+        except BaseException:
+            array.close()
+            raise
+        batches = read_batches(
+            array, plan, self._config.read_block_bytes, self._config.array_memory_budget
+        )
+        return BatchStream(array, batches)
+
+    async def provide(self, stream: int) -> ArrayBatch | None:
+        """The next block of batched stream ``stream`` (a worker asked for it)."""
+        if not 0 <= stream < len(self.streams):
+            raise ProtocolViolationError(f"the worker asked for unknown array stream {stream}")
+        payload = await _in_thread(self.streams[stream].next, _close_payload)
+        if payload is None:
+            return None
+        descriptor = json.dumps(payload.descriptor(0)).encode()
+        return ArrayBatch(descriptor, tuple(payload.fds()), payload.close)
+
     def close(self) -> None:
-        """Release every memfd; idempotent."""
+        """Release every memfd and open array; idempotent."""
         for payload in self.payloads:
             payload.close()
+        for stream in self.streams:
+            stream.close()
         self.payloads.clear()
+        self.streams.clear()
         self.fds.clear()
+
+
+class BatchStream:
+    """An open array and the lazy generator of its blocks."""
+
+    def __init__(self, array: tiledb.Array, batches: Iterator[ArrayPayload]) -> None:
+        self._array = array
+        self._batches = batches
+
+    def next(self) -> ArrayPayload | None:
+        """Read the next block (blocking); None at the end."""
+        return next(self._batches, None)
+
+    def close(self) -> None:
+        self._batches.close()  # type: ignore[attr-defined]
+        self._array.close()
+
+
+def _close_payload(payload: ArrayPayload | None) -> None:
+    if payload is not None:
+        payload.close()
 
 
 async def _in_thread(work: Callable[[], Any], discard: Callable[[Any], None]) -> Any:

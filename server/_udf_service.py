@@ -52,7 +52,7 @@ class UdfService(udf_service_pb2_grpc.UdfServiceServicer):
         try:
             task = await staged.stage(execution.task, request)
             async with self._pool.lease(DEFAULT_NAMESPACE) as worker:
-                frames = worker.run(task)
+                frames = worker.run(task, staged.provide)
                 while True:
                     # The timeout covers the worker, not time spent waiting on a slow reader.
                     async with asyncio.timeout_at(deadline):

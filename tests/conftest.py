@@ -24,6 +24,8 @@ class ServerProcess:
         self.log_path = log_dir / f"server-{time.monotonic_ns()}.log"
         command = [sys.executable, "-m", "tilefn.server", "--host", "127.0.0.1", "--port", "0"]
         self._log = self.log_path.open("wb")
+        if "--data-root" not in flags:  # never the checkout's own data/ folder
+            flags = ("--data-root", str(log_dir / "no-arrays"), *flags)
         self.process = subprocess.Popen(
             [*command, "--drain-grace", "5", *flags],
             stdout=subprocess.PIPE,

@@ -73,18 +73,20 @@ class Argument(_message.Message):
     def __init__(self, json: _Optional[str] = ..., arrow_ipc: _Optional[bytes] = ..., pickled: _Optional[_Union[PickledValue, _Mapping]] = ..., array: _Optional[_Union[ArrayInput, _Mapping]] = ...) -> None: ...
 
 class ArrayInput(_message.Message):
-    __slots__ = ("uri", "ranges", "attributes", "layout", "condition")
+    __slots__ = ("uri", "ranges", "attributes", "layout", "condition", "batched")
     URI_FIELD_NUMBER: _ClassVar[int]
     RANGES_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     LAYOUT_FIELD_NUMBER: _ClassVar[int]
     CONDITION_FIELD_NUMBER: _ClassVar[int]
+    BATCHED_FIELD_NUMBER: _ClassVar[int]
     uri: str
     ranges: _containers.RepeatedCompositeFieldContainer[DimensionRanges]
     attributes: _containers.RepeatedScalarFieldContainer[str]
     layout: Layout
     condition: str
-    def __init__(self, uri: _Optional[str] = ..., ranges: _Optional[_Iterable[_Union[DimensionRanges, _Mapping]]] = ..., attributes: _Optional[_Iterable[str]] = ..., layout: _Optional[_Union[Layout, str]] = ..., condition: _Optional[str] = ...) -> None: ...
+    batched: bool
+    def __init__(self, uri: _Optional[str] = ..., ranges: _Optional[_Iterable[_Union[DimensionRanges, _Mapping]]] = ..., attributes: _Optional[_Iterable[str]] = ..., layout: _Optional[_Union[Layout, str]] = ..., condition: _Optional[str] = ..., batched: _Optional[bool] = ...) -> None: ...
 
 class DimensionRanges(_message.Message):
     __slots__ = ("ranges",)
