@@ -49,8 +49,9 @@ def worker_main(channel: socket.socket) -> NoReturn:
     code = 0
     try:
         _detach_from_template()
-        apply_layers()
-        channel.sendall(control_frame(FrameType.READY, {"pid": os.getpid(), "python": _python()}))
+        layers = apply_layers()
+        ready = {"pid": os.getpid(), "python": _python(), "layers": layers}
+        channel.sendall(control_frame(FrameType.READY, ready))
         while (frame := _recv_frame(channel, FrameType.TASK)) is not None:
             _serve(channel, decode_task(*frame))
     except BaseException:  # the parent sees the exit code; nothing may escape the fork

@@ -73,6 +73,8 @@ class WorkerPool:
         self._starting = 0
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
+        #: The sandbox layers the workers report as active.
+        self.layers: dict[str, bool] = {}
 
     def start(self) -> None:
         """Exec the template (blocking, ~0.5 s: it imports numpy and pyarrow)."""
@@ -200,6 +202,11 @@ class WorkerPool:
         self._offer(worker)
 
     def _offer(self, worker: WorkerHandle) -> None:
+        if worker.layers != self.layers:
+            self.layers = worker.layers
+            active = ", ".join(k for k, v in sorted(worker.layers.items()) if v) or "none"
+            missing = ", ".join(k for k, v in sorted(worker.layers.items()) if not v) or "none"
+            log.info("sandbox layers active: %s; unavailable: %s", active, missing)
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():

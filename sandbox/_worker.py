@@ -59,6 +59,7 @@ class WorkerHandle:
         self.pid = pid
         self.namespace: str | None = None
         self.tasks_run = 0
+        self.layers: dict[str, bool] = {}
         self._channel = channel
         self._pidfd: int | None = pidfd
         self._leftover = b""
@@ -71,9 +72,12 @@ class WorkerHandle:
 
     async def wait_ready(self) -> None:
         """Wait for the worker's READY frame (it has applied its sandbox layers)."""
-        kind, _payload = await self._read_frame(MAX_CONTROL_FRAME)
+        kind, payload = await self._read_frame(MAX_CONTROL_FRAME)
         if kind != FrameType.READY:
             raise ProtocolViolationError(f"expected READY, got frame type {kind}")
+        layers = _json(payload).get("layers", {})
+        if isinstance(layers, dict):
+            self.layers = {str(k)[:32]: bool(v) for k, v in list(layers.items())[:32]}
 
     async def run(
         self, task: TaskSpec, provide: BatchProvider | None = None

@@ -1,0 +1,263 @@
+"""Hostile UDFs against the layers in place so far (session, rlimits, no_new_privs, seccomp).
+
+Each test asserts the safe outcome, and the autouse fixture checks that the same server then
+runs a normal UDF correctly. Filesystem isolation (mount namespace, uids, Landlock) is not in
+place yet and is not claimed here.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tilefn.client import Client, WorkerCrashedError
+
+from conftest import ServerProcess, process_gone
+
+
+@pytest.fixture(autouse=True)
+def _server_still_right(client: Client) -> Iterator[None]:
+    yield
+    assert client.exec(lambda a: float(a.sum()), np.arange(10.0)) == 45.0
+
+
+def outcome(action: Any) -> str:
+    """Run action; say "allowed" or the errno name of the OSError it raised."""
+    import errno
+
+    try:
+        action()
+    except OSError as exc:
+        return errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    return "allowed"
+
+
+def test_layers_are_active_in_the_worker(client: Client) -> None:
+    def inspect() -> dict[str, Any]:
+        import os
+        import resource
+
+        status = dict(
+            line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines()
+        )
+        return {
+            "seccomp": status["Seccomp"].strip(),
+            "no_new_privs": status["NoNewPrivs"].strip(),
+            "capabilities": [int(status[k], 16) for k in ("CapEff", "CapPrm", "CapBnd")],
+            "core": list(resource.getrlimit(resource.RLIMIT_CORE)),
+            "session_leader": os.getsid(0) == os.getpid(),
+        }
+
+    assert client.exec(inspect) == {
+        "seccomp": "2",
+        "no_new_privs": "1",
+        "capabilities": [0, 0, 0],
+        "core": [0, 0],
+        "session_leader": True,
+    }
+
+
+def test_no_programs_or_processes(client: Client, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+
+    def attack(path: str) -> dict[str, Any]:
+        import ctypes
+        import os
+        import subprocess
+
+        libc = ctypes.CDLL(None)
+        return {
+            "system": os.system(f"touch {path}"),
+            "libc_system": libc.system(f"touch {path}".encode()),
+            "subprocess": outcome(lambda: subprocess.run(["touch", path], check=False)),
+            "execv": outcome(lambda: os.execv("/bin/touch", ["touch", path])),
+            "fork": outcome(os.fork),
+            "posix_spawn": outcome(lambda: os.posix_spawn("/bin/touch", ["touch", path], {})),
+        }
+
+    got = client.exec(attack, str(marker))
+    assert got["system"] != 0 and got["libc_system"] != 0
+    assert {k: v for k, v in got.items() if k not in ("system", "libc_system")} == {
+        "subprocess": "EPERM",
+        "execv": "EPERM",
+        "fork": "EPERM",
+        "posix_spawn": "EPERM",
+    }
+    assert not marker.exists()
+
+
+def test_threads_still_work(client: Client) -> None:
+    def threaded() -> int:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(4) as pool:
+            return sum(pool.map(lambda i: i * i, range(100)))
+
+    assert client.exec(threaded) == sum(i * i for i in range(100))
+
+
+def test_no_network_egress(client: Client) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    accepted: list[object] = []
+    listener.settimeout(3)
+    thread = threading.Thread(target=lambda: accepted.append(_accept(listener)))
+    thread.start()
+
+    def attack(port: int) -> dict[str, str]:
+        import socket
+
+        return {
+            "tcp": outcome(lambda: socket.create_connection(("127.0.0.1", port), timeout=2)),
+            "udp": outcome(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM)),
+            "ipv6": outcome(lambda: socket.socket(socket.AF_INET6)),
+            "netlink": outcome(lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW)),
+            "packet": outcome(lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW)),
+            "vsock": outcome(lambda: socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)),
+        }
+
+    got = client.exec(attack, port)
+    thread.join()
+    listener.close()
+    assert set(got.values()) == {"EPERM"}, got
+    assert accepted == [None]
+
+
+def _accept(listener: socket.socket) -> object:
+    try:
+        connection, _ = listener.accept()
+    except TimeoutError:
+        return None
+    connection.close()
+    return "connected"
+
+
+def test_no_signals_to_others_and_no_tracing(client: Client, server: ServerProcess) -> None:
+    def attack(server_pid: int) -> dict[str, str]:
+        import ctypes
+        import os
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+
+        def ptrace() -> None:
+            if libc.ptrace(16, os.getppid(), 0, 0) != 0:  # PTRACE_ATTACH
+                raise OSError(ctypes.get_errno(), "ptrace")
+
+        return {
+            "kill_template": outcome(lambda: os.kill(os.getppid(), signal.SIGKILL)),
+            "kill_server": outcome(lambda: os.kill(server_pid, signal.SIGKILL)),
+            "kill_all": outcome(lambda: os.kill(-1, signal.SIGKILL)),
+            "ptrace": outcome(ptrace),
+            "pidfd": outcome(lambda: os.pidfd_open(server_pid)),
+        }
+
+    got = client.exec(attack, server.pid)
+    assert set(got.values()) == {"EPERM"}, got
+
+
+def test_killing_its_own_group_only_kills_itself(client: Client, server: ServerProcess) -> None:
+    template = server.template_pid()
+
+    def attack() -> None:
+        import os
+        import signal
+
+        os.kill(0, signal.SIGKILL)
+
+    with pytest.raises(WorkerCrashedError) as caught:
+        client.exec(attack)
+    assert "SIGKILL" in caught.value.message
+    assert not process_gone(template) and server.template_pid() == template
+
+
+def test_no_kernel_escape_hatches(client: Client) -> None:
+    def attack() -> dict[str, str]:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+
+        def call(name: str, *args: int) -> None:
+            if getattr(libc, name)(*args) == -1:
+                raise OSError(ctypes.get_errno(), name)
+
+        return {
+            "unshare_user": outcome(lambda: call("unshare", 0x10000000)),
+            "unshare_net": outcome(lambda: call("unshare", 0x40000000)),
+            "mount": outcome(lambda: call("mount", 0, 0, 0, 0, 0)),
+            "chroot": outcome(lambda: call("chroot", 0)),
+            "shmget": outcome(lambda: call("shmget", 0, 4096, 0o1000)),
+            "msgget": outcome(lambda: call("msgget", 0, 0o1000)),
+            "io_uring": outcome(lambda: call("syscall", 425, 8, 0)),
+            "bpf": outcome(lambda: call("syscall", 321, 0, 0, 0)),
+            "userfaultfd": outcome(lambda: call("syscall", 323, 0)),
+            "keyctl": outcome(lambda: call("syscall", 250, 0, 0)),
+            "perf": outcome(lambda: call("syscall", 298, 0, 0, 0, 0, 0)),
+        }
+
+    got = client.exec(attack)
+    assert set(got.values()) == {"EPERM"}, got
+
+
+def test_limits_cannot_be_raised(client: Client) -> None:
+    def attack() -> list[int]:
+        import resource
+
+        for limit in (resource.RLIMIT_CORE, resource.RLIMIT_NOFILE, resource.RLIMIT_FSIZE):
+            try:
+                resource.setrlimit(limit, (1 << 30, 1 << 30))
+            except (OSError, ValueError):  # Python reports EPERM here as ValueError
+                pass
+        return [resource.getrlimit(resource.RLIMIT_CORE)[1], resource.getrlimit(7)[1]]
+
+    assert client.exec(attack) == [0, 1024]
+
+
+def test_descriptor_exhaustion_stops_at_the_limit(client: Client) -> None:
+    def attack() -> int:
+        import os
+
+        fds = []
+        try:
+            while len(fds) < 100_000:
+                fds.append(os.open("/dev/null", os.O_RDONLY))
+        except OSError:
+            pass
+        count = len(fds)
+        for fd in fds:
+            os.close(fd)
+        return count
+
+    assert 900 < client.exec(attack) < 1024
+
+
+def test_stdout_flood_is_drained_and_bounded(client: Client) -> None:
+    def flood() -> int:
+        import sys
+
+        line = "x" * 1023 + "\n"
+        for _ in range(100_000):  # 100 MiB
+            sys.stdout.write(line)
+        return 7
+
+    assert client.exec(flood) == 7
+
+
+def test_malicious_pickle_cannot_exec(client: Client, tmp_path: Path) -> None:
+    marker = tmp_path / "pickle-rce"
+
+    class Payload:
+        def __reduce__(self) -> tuple[Any, tuple[str]]:
+            import os
+
+            return (os.system, (f"touch {marker}",))
+
+    # The payload runs os.system when the worker unpickles the argument: exec is refused.
+    assert client.exec(lambda status: status != 0, Payload()) is True
+    assert not marker.exists()
