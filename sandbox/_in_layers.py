@@ -13,6 +13,7 @@ import ctypes
 import os
 import resource
 import signal
+from pathlib import Path
 
 from . import _in_seccomp as seccomp
 
@@ -54,7 +55,7 @@ def drop_capabilities() -> bool:
     """Empty the bounding, ambient, effective, permitted and inheritable capability sets."""
     if not seccomp.available():  # the capset syscall number below is x86-64's
         return False
-    last = int(open("/proc/sys/kernel/cap_last_cap").read())
+    last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
     for cap in range(last + 1):
         if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() != 22:
             return False  # EINVAL: the kernel does not know this capability; anything else fails

@@ -43,9 +43,10 @@ def test_layers_are_active_in_the_worker(client: Client) -> None:
         import os
         import resource
 
-        status = dict(
-            line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines()
-        )
+        from pathlib import Path
+
+        lines = Path("/proc/self/status").read_text().splitlines()
+        status = dict(line.split(":\t", 1) for line in lines)
         return {
             "seccomp": status["Seccomp"].strip(),
             "no_new_privs": status["NoNewPrivs"].strip(),
@@ -207,13 +208,13 @@ def test_no_kernel_escape_hatches(client: Client) -> None:
 
 def test_limits_cannot_be_raised(client: Client) -> None:
     def attack() -> list[int]:
+        import contextlib
         import resource
 
         for limit in (resource.RLIMIT_CORE, resource.RLIMIT_NOFILE, resource.RLIMIT_FSIZE):
-            try:
+            # Python reports EPERM here as ValueError.
+            with contextlib.suppress(OSError, ValueError):
                 resource.setrlimit(limit, (1 << 30, 1 << 30))
-            except (OSError, ValueError):  # Python reports EPERM here as ValueError
-                pass
         return [resource.getrlimit(resource.RLIMIT_CORE)[1], resource.getrlimit(7)[1]]
 
     assert client.exec(attack) == [0, 1024]
