@@ -42,7 +42,6 @@ def test_layers_are_active_in_the_worker(client: Client) -> None:
     def inspect() -> dict[str, Any]:
         import os
         import resource
-
         from pathlib import Path
 
         lines = Path("/proc/self/status").read_text().splitlines()
