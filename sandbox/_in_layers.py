@@ -1,10 +1,11 @@
 """Runs inside the worker: confinement applied to itself before it reads any client byte.
 
-Applied now, in order: a session of its own (so signals to "its group" reach only itself),
-death with the template, non-dumpable, resource limits, ``no_new_privs``, and the seccomp filter
-(``_in_seccomp``). Each reports whether it is active; the worker sends the report with READY and
-the server logs it. Still to come (the sandbox issue): mount/PID/net/IPC/UTS namespaces, a
-distinct uid per worker slot, Landlock and per-worker cgroups.
+In order: a session of its own (signals to "its group" reach only itself); private mount,
+network, IPC and UTS namespaces with a minimal read-only filesystem (``_in_filesystem``);
+resource limits; an empty capability bounding set; a distinct unprivileged uid/gid for its slot;
+empty capability sets; non-dumpable; ``no_new_privs``; the seccomp filter (``_in_seccomp``).
+Each reports whether it is active; the worker sends the report with READY and the server logs
+it. Not yet: a PID namespace, Landlock and per-worker cgroups.
 """
 
 from __future__ import annotations
@@ -13,18 +14,22 @@ import ctypes
 import os
 import resource
 import signal
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
+from . import _in_filesystem as filesystem
 from . import _in_seccomp as seccomp
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
-PR_SET_NO_NEW_PRIVS = 38
 PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 SYS_CAPSET = 126  # x86-64
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
+EINVAL = 22
 MIB = 1 << 20
 
 #: Resource limits every worker gets (soft = hard, so a UDF cannot raise them).
@@ -32,9 +37,24 @@ RLIMITS = {
     resource.RLIMIT_CORE: 0,
     resource.RLIMIT_NOFILE: 1024,
     resource.RLIMIT_FSIZE: 256 * MIB,
+    resource.RLIMIT_NPROC: 256,  # threads count; meaningful because each worker has its own uid
 }
 
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+@dataclass(frozen=True)
+class SandboxSetup:
+    """What the template prepares once for all its workers."""
+
+    #: An empty directory to mount each worker's private root on.
+    root: str
+    #: Paths bound read-only into every worker's root.
+    paths: tuple[str, ...]
+    #: The highest capability number the kernel knows (workers have no /proc to ask).
+    last_cap: int = 63
+    #: Worker slot n runs as uid and gid uid_base + n.
+    uid_base: int = 200_000
 
 
 def prctl(option: int, arg: int) -> None:
@@ -51,31 +71,60 @@ def die_with_parent(expected_parent: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def drop_capabilities() -> bool:
-    """Empty the bounding, ambient, effective, permitted and inheritable capability sets."""
-    if not seccomp.available():  # the capset syscall number below is x86-64's
-        return False
-    last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
-    for cap in range(last + 1):
-        if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() != 22:
-            return False  # EINVAL: the kernel does not know this capability; anything else fails
-    _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
-    header = (ctypes.c_uint32 * 2)(LINUX_CAPABILITY_VERSION_3, 0)
-    data = (ctypes.c_uint32 * 6)()  # two {effective, permitted, inheritable}, all zero
-    return bool(_libc.syscall(SYS_CAPSET, header, data) == 0)
+def prepare() -> SandboxSetup:
+    """Compute, in the template, what every worker needs to confine itself."""
+    cap_file = Path("/proc/sys/kernel/cap_last_cap")
+    last_cap = int(cap_file.read_text()) if cap_file.exists() else 63
+    root = tempfile.mkdtemp(prefix="tilefn-root-")
+    return SandboxSetup(root, tuple(filesystem.readable_paths()), last_cap)
 
 
-def apply_layers() -> dict[str, bool]:
+def apply_layers(setup: SandboxSetup, slot: int) -> dict[str, bool]:
     """Apply every available layer to the calling worker process; say which are active."""
     os.setsid()
-    prctl(PR_SET_DUMPABLE, 0)
+    active = {"session": True, "filesystem": _try(filesystem.isolate, setup.root, setup.paths)}
     for limit, value in RLIMITS.items():
         resource.setrlimit(limit, (value, value))
-    active = {"session": True, "non_dumpable": True, "rlimits": True}
-    active["capabilities_dropped"] = drop_capabilities()
+    active["rlimits"] = True
+    bounding = _drop_bounding_set(setup.last_cap)
+    active["distinct_uid"] = _try(_become, setup.uid_base + slot)
+    active["capabilities_dropped"] = bounding and _clear_capabilities()
+    prctl(PR_SET_DUMPABLE, 0)
     prctl(PR_SET_NO_NEW_PRIVS, 1)
-    active["no_new_privs"] = True
+    active["non_dumpable"] = active["no_new_privs"] = True
     active["seccomp"] = seccomp.available()
     if active["seccomp"]:
         seccomp.install(seccomp.build(os.getpid()))
     return active
+
+
+def _try(step: object, *args: object) -> bool:
+    try:
+        step(*args)  # type: ignore[operator]
+    except OSError:
+        return False
+    return True
+
+
+def _become(uid: int) -> None:
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+
+
+def _drop_bounding_set(last_cap: int) -> bool:
+    """Empty the bounding and ambient capability sets (needs CAP_SETPCAP, so before the uid)."""
+    if not seccomp.available():  # only x86-64 is wired up
+        return False
+    for cap in range(last_cap + 1):
+        if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() != EINVAL:
+            return False
+    _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    return True
+
+
+def _clear_capabilities() -> bool:
+    """Empty the effective, permitted and inheritable sets."""
+    header = (ctypes.c_uint32 * 2)(LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()
+    return bool(_libc.syscall(SYS_CAPSET, header, data) == 0)

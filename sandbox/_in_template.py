@@ -35,18 +35,22 @@ import pyarrow.ipc  # noqa: F401
 
 from tilefn import codec  # noqa: F401
 
-from ._in_layers import die_with_parent
+from ._in_layers import SandboxSetup, die_with_parent, prepare
 from ._in_worker import worker_main
 
 MAX_SPAWN = 64
+#: Distinct uids available to live workers.
+MAX_SLOTS = 1024
 
 
 class Template:
     """Forks workers, hands their channels to the parent, reaps them."""
 
-    def __init__(self, control: socket.socket) -> None:
+    def __init__(self, control: socket.socket, setup: SandboxSetup) -> None:
         self.control = control
-        self.children: set[int] = set()
+        self.setup = setup
+        self.children: dict[int, int] = {}  # pid -> slot
+        self.free_slots = list(range(MAX_SLOTS - 1, -1, -1))
         self.wake_r, wake_w = os.pipe()
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w)
@@ -82,13 +86,16 @@ class Template:
         return True
 
     def spawn(self) -> None:
+        if not self.free_slots:
+            return  # every uid slot is busy; the parent asks again as workers exit
+        slot = self.free_slots.pop()
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         template_pid = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _become_worker(child_end, template_pid)
+            _become_worker(child_end, template_pid, self.setup, slot)
         child_end.close()
-        self.children.add(pid)
+        self.children[pid] = slot
         pidfd = os.pidfd_open(pid)
         try:
             self.send({"event": "spawned", "pid": pid}, [parent_end.fileno(), pidfd])
@@ -104,7 +111,7 @@ class Template:
                 return
             if pid == 0:
                 return
-            self.children.discard(pid)
+            self.free_slots.append(self.children.pop(pid, 0))
             returncode = os.waitstatus_to_exitcode(status)
             self.send({"event": "exited", "pid": pid, "returncode": returncode})
 
@@ -114,7 +121,9 @@ class Template:
                 os.kill(pid, signal.SIGKILL)
 
 
-def _become_worker(channel: socket.socket, template_pid: int) -> NoReturn:
+def _become_worker(
+    channel: socket.socket, template_pid: int, setup: SandboxSetup, slot: int
+) -> NoReturn:
     """In the forked child: keep only the channel (and stdio), then run the worker."""
     try:
         die_with_parent(template_pid)
@@ -123,7 +132,7 @@ def _become_worker(channel: socket.socket, template_pid: int) -> NoReturn:
         os.closerange(fd + 1, 65536)
     except BaseException:
         os._exit(71)
-    worker_main(channel)
+    worker_main(channel, setup, slot)
 
 
 def main() -> None:
@@ -133,11 +142,13 @@ def main() -> None:
     options = parser.parse_args()
     die_with_parent(options.parent_pid)
     control = socket.socket(fileno=options.control_fd)
-    template = Template(control)
+    setup = prepare()
+    template = Template(control, setup)
     try:
         template.serve()
     finally:
         template.kill_all()
+        os.rmdir(setup.root)
     sys.exit(0)
 
 

@@ -17,7 +17,7 @@ import time
 from typing import NoReturn
 
 from . import _in_execute as execute
-from ._in_layers import apply_layers
+from ._in_layers import SandboxSetup, apply_layers
 from ._protocol import HEADER, MAX_TASK_FDS, FrameType, TaskSpec, control_frame, decode_task
 
 #: Characters of stdout/stderr a UDF may print per task before the rest is dropped.
@@ -44,12 +44,13 @@ class BoundedText(io.TextIOBase):
         return True
 
 
-def worker_main(channel: socket.socket) -> NoReturn:
+def worker_main(channel: socket.socket, setup: SandboxSetup, slot: int) -> NoReturn:
     """Entry point in the freshly forked child; ``channel`` is its end of the socketpair."""
     code = 0
     try:
         _detach_from_template()
-        layers = apply_layers()
+        sys.dont_write_bytecode = True  # the filesystem is read-only; don't even try
+        layers = apply_layers(setup, slot)
         ready = {"pid": os.getpid(), "python": _python(), "layers": layers}
         channel.sendall(control_frame(FrameType.READY, ready))
         while (frame := _recv_frame(channel, FrameType.TASK)) is not None:

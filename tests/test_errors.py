@@ -216,7 +216,7 @@ def test_worker_that_writes_garbage_to_its_channel(client: Client) -> None:
     def scribble() -> None:
         import os
 
-        for fd in map(int, os.listdir("/proc/self/fd")):
+        for fd in range(3, 64):
             with contextlib.suppress(OSError):
                 os.write(fd, b"\x09" * 64)
 

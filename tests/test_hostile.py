@@ -40,27 +40,36 @@ def outcome(action: Any) -> str:
 
 def test_layers_are_active_in_the_worker(client: Client) -> None:
     def inspect() -> dict[str, Any]:
+        import ctypes
         import os
         import resource
-        from pathlib import Path
+        import socket
 
-        lines = Path("/proc/self/status").read_text().splitlines()
-        status = dict(line.split(":\t", 1) for line in lines)
+        libc = ctypes.CDLL(None)
         return {
-            "seccomp": status["Seccomp"].strip(),
-            "no_new_privs": status["NoNewPrivs"].strip(),
-            "capabilities": [int(status[k], 16) for k in ("CapEff", "CapPrm", "CapBnd")],
+            "seccomp": libc.prctl(21, 0, 0, 0, 0),  # PR_GET_SECCOMP: 2 = filter
+            "no_new_privs": libc.prctl(39, 0, 0, 0, 0),
+            "bounding_has_sys_admin": libc.prctl(23, 21, 0, 0, 0),  # PR_CAPBSET_READ
             "core": list(resource.getrlimit(resource.RLIMIT_CORE)),
             "session_leader": os.getsid(0) == os.getpid(),
+            "uid_is_unprivileged": os.getuid() >= 200_000 and os.getgid() >= 200_000,
+            "hostname": socket.gethostname(),
+            "visible": sorted(os.listdir("/")),
         }
 
-    assert client.exec(inspect) == {
-        "seccomp": "2",
-        "no_new_privs": "1",
-        "capabilities": [0, 0, 0],
+    got = client.exec(inspect)
+    visible = got.pop("visible")
+    assert got == {
+        "seccomp": 2,
+        "no_new_privs": 1,
+        "bounding_has_sys_admin": 0,
         "core": [0, 0],
         "session_leader": True,
+        "uid_is_unprivileged": True,
+        "hostname": "tilefn",
     }
+    assert "proc" not in visible and "etc" in visible and "tmp" in visible
+    assert "home" not in visible and "var" not in visible
 
 
 def test_no_programs_or_processes(client: Client, tmp_path: Path) -> None:
@@ -261,3 +270,92 @@ def test_malicious_pickle_cannot_exec(client: Client, tmp_path: Path) -> None:
     # The payload runs os.system when the worker unpickles the argument: exec is refused.
     assert client.exec(lambda status: status != 0, Payload()) is True
     assert not marker.exists()
+
+
+def test_host_files_are_not_there(client: Client, server: ServerProcess, tmp_path: Path) -> None:
+    secret = tmp_path / "other-tenant.txt"
+    secret.write_text("tenant B's data")
+
+    def attack(secret: str, server_pid: int) -> dict[str, str]:
+        from pathlib import Path
+
+        return {
+            "shadow": outcome(lambda: Path("/etc/shadow").read_text()),
+            "other_tenant": outcome(lambda: Path(secret).read_text()),
+            "server_environ": outcome(lambda: Path(f"/proc/{server_pid}/environ").read_bytes()),
+            "root_home": outcome(lambda: Path("/root/.bashrc").read_text()),
+        }
+
+    assert set(client.exec(attack, str(secret), server.pid).values()) == {"ENOENT"}
+
+
+def test_writes_outside_scratch_are_refused(client: Client) -> None:
+    def attack() -> dict[str, str]:
+        import os
+        import site
+        from pathlib import Path
+
+        packages = site.getsitepackages()[0]
+        return {
+            "site_packages": outcome(lambda: Path(packages, "evil.pth").write_text("import os")),
+            "etc": outcome(lambda: Path("/etc/evil").write_text("x")),
+            "root": outcome(lambda: os.mkdir("/evil")),
+            "scratch": outcome(lambda: Path("/tmp/ok.txt").write_text("fine")),
+        }
+
+    got = client.exec(attack)
+    assert got.pop("scratch") == "allowed"
+    assert set(got.values()) == {"EROFS"}, got
+
+
+def test_scratch_is_capped_and_not_executable(client: Client) -> None:
+    def attack() -> dict[str, str]:
+        import ctypes
+        import os
+        from pathlib import Path
+
+        def fill() -> None:
+            with open("/tmp/fill", "wb") as sink:
+                for _ in range(1024):  # up to 1 GiB
+                    sink.write(b"\0" * (1 << 20))
+
+        def inodes() -> None:
+            for i in range(100_000):
+                Path(f"/tmp/i{i}").touch()
+
+        def load_from_scratch() -> None:
+            (library,) = Path("/usr/lib").glob("*/libm.so.6")
+            Path("/tmp/libm.so").write_bytes(library.read_bytes())
+            ctypes.CDLL("/tmp/libm.so")
+
+        results = {"fill": outcome(fill)}
+        os.remove("/tmp/fill")
+        results["inodes"] = outcome(inodes)
+        for name in os.listdir("/tmp"):
+            os.remove(f"/tmp/{name}")
+        results["load_from_scratch"] = outcome(load_from_scratch)
+        return results
+
+    got = client.exec(attack)
+    assert got["fill"] == "ENOSPC" and got["inodes"] == "ENOSPC", got
+    assert got["load_from_scratch"] != "allowed"  # noexec: dlopen cannot map it executable
+
+
+def test_thread_bomb_is_bounded(client: Client) -> None:
+    def attack() -> int:
+        import threading
+        import time
+
+        stop = threading.Event()
+        started = 0
+        try:
+            for _ in range(5000):
+                threading.Thread(target=stop.wait, daemon=True).start()
+                started += 1
+        except RuntimeError:  # "can't start new thread"
+            pass
+        stop.set()
+        time.sleep(0.2)
+        return started
+
+    assert client.exec(attack) < 256
