@@ -6,7 +6,8 @@
     ├── UdfFailedError            the worker reported the task's failure (and is still usable)
     ├── WorkerDiedError           the worker process exited or was killed mid-task
     ├── ProtocolViolationError    the worker sent a frame that breaks the protocol
-    └── PoolClosedError           the pool is shut down (or its template died and could not restart)
+    ├── PoolClosedError           the pool is shut down (or its template died and could not restart)
+    └── SandboxUnavailableError   strict mode, and a sandbox layer is missing on this machine
 
 The server maps these to gRPC statuses; the sandbox itself never imports grpc.
 """
@@ -72,3 +73,7 @@ def describe_exit(returncode: int | None) -> str:
             name = f"signal {-returncode}"
         return f"was killed by {name}"
     return f"exited with code {returncode}"
+
+
+class SandboxUnavailableError(SandboxError):
+    """The pool cannot provide the isolation its configuration requires."""

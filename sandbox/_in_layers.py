@@ -51,6 +51,8 @@ class SandboxSetup:
     root: str
     #: Paths bound read-only into every worker's root.
     paths: tuple[str, ...]
+    #: RLIMIT_AS of each worker, in bytes.
+    memory_bytes: int
     #: The highest capability number the kernel knows (workers have no /proc to ask).
     last_cap: int = 63
     #: Worker slot n runs as uid and gid uid_base + n.
@@ -71,19 +73,19 @@ def die_with_parent(expected_parent: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def prepare() -> SandboxSetup:
+def prepare(memory_bytes: int) -> SandboxSetup:
     """Compute, in the template, what every worker needs to confine itself."""
     cap_file = Path("/proc/sys/kernel/cap_last_cap")
     last_cap = int(cap_file.read_text()) if cap_file.exists() else 63
     root = tempfile.mkdtemp(prefix="tilefn-root-")
-    return SandboxSetup(root, tuple(filesystem.readable_paths()), last_cap)
+    return SandboxSetup(root, tuple(filesystem.readable_paths()), memory_bytes, last_cap)
 
 
 def apply_layers(setup: SandboxSetup, slot: int) -> dict[str, bool]:
     """Apply every available layer to the calling worker process; say which are active."""
     os.setsid()
     active = {"session": True, "filesystem": _try(filesystem.isolate, setup.root, setup.paths)}
-    for limit, value in RLIMITS.items():
+    for limit, value in {**RLIMITS, resource.RLIMIT_AS: setup.memory_bytes}.items():
         resource.setrlimit(limit, (value, value))
     active["rlimits"] = True
     bounding = _drop_bounding_set(setup.last_cap)

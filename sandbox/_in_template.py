@@ -76,7 +76,10 @@ class Template:
                 return
 
     def handle_request(self) -> bool:
-        data = self.control.recv(4096)
+        try:
+            data = self.control.recv(4096)
+        except ConnectionError:
+            return False  # the server is gone
         if not data:
             return False
         request = json.loads(data)
@@ -139,10 +142,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="tilefn worker template (started by the server)")
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--parent-pid", type=int, required=True)
+    parser.add_argument("--memory-bytes", type=int, required=True)
     options = parser.parse_args()
     die_with_parent(options.parent_pid)
     control = socket.socket(fileno=options.control_fd)
-    setup = prepare()
+    setup = prepare(options.memory_bytes)
     template = Template(control, setup)
     try:
         template.serve()

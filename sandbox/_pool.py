@@ -20,10 +20,10 @@ import logging
 import socket
 import sys
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from ._errors import PoolClosedError, SandboxError, UdfFailedError
+from ._errors import PoolClosedError, SandboxError, SandboxUnavailableError, UdfFailedError
 from ._template import TemplateProcess
 from ._worker import WorkerHandle
 
@@ -44,6 +44,11 @@ class PoolConfig:
     ready_timeout: float = 30.0
     #: The Python interpreter that runs the template (the server's own by default).
     python: str = sys.executable
+    #: Address space (virtual memory) each worker may use, in bytes; array inputs count too.
+    worker_memory_bytes: int = 8 << 30
+    #: "strict": refuse to run unless every sandbox layer is active; "degraded": run with
+    #: whatever layers this machine allows, and say so in the log.
+    sandbox: str = "strict"
 
 
 @dataclass(frozen=True)
@@ -61,30 +66,55 @@ class PoolStats:
 class WorkerPool:
     """Leases sandboxed workers; ``start()`` before gRPC exists, then ``open()`` on the loop."""
 
-    def __init__(self, config: PoolConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: PoolConfig | None = None,
+        on_health: Callable[[bool], None] | None = None,
+    ) -> None:
+        """``on_health(False)`` is called while no worker can be had, ``on_health(True)`` after."""
         self.config = config or PoolConfig()
-        self._template = TemplateProcess(self.config.python)
+        self._on_health = on_health
+        self._restarting = False
+        self._template = TemplateProcess(self.config.python, self.config.worker_memory_bytes)
         self._slots: asyncio.Semaphore | None = None
         self._fresh: deque[WorkerHandle] = deque()
         self._reusable: dict[str, deque[WorkerHandle]] = {}
         self._waiters: deque[asyncio.Future[WorkerHandle]] = deque()
         self._workers: dict[int, WorkerHandle] = {}
         self._leased = 0
-        self._starting = 0
+        self._starting = 0  # spawned, not yet ready
+        self._requested = 0  # asked of the template, not yet spawned
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
         #: The sandbox layers the workers report as active.
         self.layers: dict[str, bool] = {}
+        self._first_ready: asyncio.Future[dict[str, bool]] | None = None
 
     def start(self) -> None:
         """Exec the template (blocking, ~0.5 s: it imports numpy and pyarrow)."""
         self._template.start()
 
     async def open(self) -> None:
-        """Attach to the running loop and fork the first ready workers."""
+        """Attach to the running loop, fork the first workers and check their sandbox layers.
+
+        In strict mode a missing layer closes the pool and raises SandboxUnavailableError.
+        """
         self._slots = asyncio.Semaphore(self.config.max_workers)
+        self._first_ready = asyncio.get_running_loop().create_future()
         self._template.attach(self._on_spawned, self._on_exited, self._on_template_lost)
         self._replenish()
+        try:
+            layers = await asyncio.wait_for(self._first_ready, self.config.ready_timeout)
+        except TimeoutError:
+            await self.close()
+            raise SandboxUnavailableError("no worker became ready; see the log") from None
+        missing = sorted(k for k, v in layers.items() if not v)
+        if missing and self.config.sandbox == "strict":
+            await self.close()
+            raise SandboxUnavailableError(
+                f"sandbox layers unavailable on this machine: {', '.join(missing)}; run the "
+                "server as root on Linux x86-64, or accept less isolation with --sandbox degraded"
+            )
 
     @contextlib.asynccontextmanager
     async def lease(self, namespace: str) -> AsyncIterator[WorkerHandle]:
@@ -110,7 +140,7 @@ class WorkerPool:
             fresh=len(self._fresh),
             reusable=sum(len(q) for q in self._reusable.values()),
             leased=self._leased,
-            starting=self._starting,
+            starting=self._starting + self._requested,
             pids=tuple(sorted(self._workers)),
             template_pid=self._template.pid,
         )
@@ -120,6 +150,7 @@ class WorkerPool:
         self._shut("the worker pool is closed")
         for task in list(self._tasks):
             task.cancel()
+        self._template.detach()
         await asyncio.to_thread(self._template.stop)
 
     def _take_reusable(self, namespace: str) -> WorkerHandle | None:
@@ -159,20 +190,21 @@ class WorkerPool:
         self._replenish()
 
     def _replenish(self) -> None:
-        if self._closed:
+        if self._closed or self._restarting:
             return
-        wanted = self.config.ready_workers + len(self._waiters) - len(self._fresh) - self._starting
+        pending = self._starting + self._requested
+        wanted = self.config.ready_workers + len(self._waiters) - len(self._fresh) - pending
         room = self.config.max_workers + self.config.ready_workers - len(self._workers)
-        room -= self._starting
+        room -= self._requested
         if wanted > room:
             room += self._evict_reusable(wanted - room)
         count = min(wanted, room)
         if count > 0:
-            self._starting += count
+            self._requested += count
             try:
                 self._template.request(count)
             except PoolClosedError:
-                self._starting -= count
+                self._requested -= count
                 self._on_template_lost()
 
     def _evict_reusable(self, count: int) -> int:
@@ -186,6 +218,8 @@ class WorkerPool:
     def _on_spawned(self, pid: int, channel: socket.socket, pidfd: int) -> None:
         worker = WorkerHandle(pid, channel, pidfd)
         self._workers[pid] = worker
+        self._requested = max(0, self._requested - 1)
+        self._starting += 1
         task = asyncio.create_task(self._await_ready(worker))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -202,6 +236,8 @@ class WorkerPool:
         self._offer(worker)
 
     def _offer(self, worker: WorkerHandle) -> None:
+        if self._first_ready is not None and not self._first_ready.done():
+            self._first_ready.set_result(worker.layers)
         if worker.layers != self.layers:
             self.layers = worker.layers
             active = ", ".join(k for k, v in sorted(worker.layers.items()) if v) or "none"
@@ -221,14 +257,46 @@ class WorkerPool:
             self._replenish()
 
     def _on_template_lost(self) -> None:
-        if self._closed:
+        if self._closed or self._restarting:
             return
-        log.error("the worker template exited; failing waiting leases")
-        self._shut("the worker template exited")
+        log.error("the worker template exited; restarting it")
+        self._restarting = True
+        self._set_healthy(False)
+        for pid, worker in list(self._workers.items()):
+            worker.kill()  # they die with the template anyway (parent-death signal)
+            worker.set_exited(None)
+            del self._workers[pid]
+        self._fresh.clear()
+        self._reusable.clear()
+        self._requested = 0  # the old template will never answer them
+        task = asyncio.create_task(self._restart_template())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _restart_template(self) -> None:
+        """Start a new template; if that fails too, fail pending and future work fast."""
+        template = TemplateProcess(self.config.python, self.config.worker_memory_bytes)
+        try:
+            await asyncio.to_thread(template.start)
+        except SandboxError as exc:
+            log.error("could not restart the worker template: %s", exc)
+            self._shut(f"the worker template exited and could not restart: {exc}")
+            return
+        finally:
+            self._restarting = False
+        self._template = template
+        template.attach(self._on_spawned, self._on_exited, self._on_template_lost)
+        self._set_healthy(True)
+        self._replenish()
+
+    def _set_healthy(self, healthy: bool) -> None:
+        if self._on_health is not None:
+            self._on_health(healthy)
 
     def _shut(self, why: str) -> None:
         """Take no more work: fail the waiting leases and kill every worker."""
         self._closed = True
+        self._set_healthy(False)
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(PoolClosedError(why))

@@ -7,7 +7,6 @@ server is never needed), from an environment that holds none of the server's sec
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -49,13 +48,15 @@ def template_environment() -> dict[str, str]:
 class TemplateProcess:
     """The exec'd template process and its control socket."""
 
-    def __init__(self, python: str = sys.executable) -> None:
+    def __init__(self, python: str = sys.executable, memory_bytes: int = 8 << 30) -> None:
         self._python = python
+        self._memory_bytes = memory_bytes
         self._process: subprocess.Popen[bytes] | None = None
         self._control: socket.socket | None = None
         self._on_spawned: SpawnedCallback | None = None
         self._on_exited: ExitedCallback | None = None
         self._on_lost: Callable[[], None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def pid(self) -> int | None:
@@ -66,6 +67,7 @@ class TemplateProcess:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         command = [self._python, "-I", "-m", "tilefn.sandbox._in_template"]
         command += ["--control-fd", str(theirs.fileno()), "--parent-pid", str(os.getpid())]
+        command += ["--memory-bytes", str(self._memory_bytes)]
         self._process = subprocess.Popen(
             command,
             env=template_environment(),
@@ -96,7 +98,8 @@ class TemplateProcess:
         """Start delivering the template's events to callbacks on the running event loop."""
         assert self._control is not None, "start() first"
         self._on_spawned, self._on_exited, self._on_lost = on_spawned, on_exited, on_lost
-        asyncio.get_running_loop().add_reader(self._control.fileno(), self._on_readable)
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._control.fileno(), self._on_readable)
 
     def request(self, count: int) -> None:
         """Ask for ``count`` more workers; each arrives through the spawned callback."""
@@ -133,20 +136,23 @@ class TemplateProcess:
             log.warning("ignored unexpected template event %r", event.get("event"))
 
     def _lost(self) -> None:
-        self._detach()
+        self.detach()
         if self._on_lost:
             self._on_lost()
 
-    def _detach(self) -> None:
-        if self._control is not None:
-            with contextlib.suppress(RuntimeError):
-                asyncio.get_running_loop().remove_reader(self._control.fileno())
-            self._control.close()
-            self._control = None
+    def detach(self) -> None:
+        """Stop listening and close the control socket (on the loop's thread); idempotent."""
+        if self._control is None:
+            return
+        control, self._control = self._control, None
+        if self._loop is not None:
+            self._loop.remove_reader(control.fileno())
+        control.close()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Close the control socket (the template kills its workers and exits); idempotent."""
-        self._detach()
+        """Wait for the template to exit after detach() (it kills its workers); idempotent."""
+        if self._loop is None:
+            self.detach()  # never attached: no loop to unregister from
         if self._process is None:
             return
         try:

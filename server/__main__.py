@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import logging
 
+from tilefn.sandbox import SandboxUnavailableError
+
 from ._app import serve
 from ._config import add_arguments, from_arguments
 
@@ -17,7 +19,10 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(serve(config))
+    except SandboxUnavailableError as exc:
+        raise SystemExit(f"tilefn: cannot start: {exc}") from None
 
 
 if __name__ == "__main__":

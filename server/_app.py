@@ -42,12 +42,13 @@ class TilefnServer:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.pool = WorkerPool(config.pool)
+        self.pool = WorkerPool(config.pool, on_health=self._pool_health)
         self.port = 0
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self._udf: UdfService | None = None
         self._stopped = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> int:
         """Start workers, then serve; return the bound port."""
@@ -73,6 +74,21 @@ class TilefnServer:
         for name in ("", UDF_SERVICE, ARRAY_SERVICE):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         return self.port
+
+    def _pool_health(self, healthy: bool) -> None:
+        """Workers can (not) be had: tell load balancers through the health service."""
+        if self._stopped.is_set():
+            return
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if healthy
+            else (health_pb2.HealthCheckResponse.NOT_SERVING)
+        )
+        log.warning("worker pool %s", "recovered" if healthy else "unavailable")
+        for name in ("", UDF_SERVICE, ARRAY_SERVICE):
+            task = asyncio.get_running_loop().create_task(self._health.set(name, status))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def stop(self, grace: float | None = None) -> None:
         """Drain and stop; safe to call more than once."""

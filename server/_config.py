@@ -62,7 +62,13 @@ _SERVER_FLAGS = (
     "drain_grace",
     "log_level",
 )
-_POOL_FLAGS = ("ready_workers", "max_workers", "max_tasks_per_worker")
+_POOL_FLAGS = (
+    "ready_workers",
+    "max_workers",
+    "max_tasks_per_worker",
+    "worker_memory_bytes",
+    "sandbox",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -359,3 +359,18 @@ def test_thread_bomb_is_bounded(client: Client) -> None:
         return started
 
     assert client.exec(attack) < 256
+
+
+def test_memory_bomb_fails_inside_the_worker(client: Client) -> None:
+    def attack() -> str:
+        import numpy as np
+
+        try:
+            # 10 GiB: under this machine's RAM (so only the 8 GiB limit can refuse it), and
+            # np.empty touches no page, so a missing limit would not hurt the machine.
+            np.empty(10 << 30, dtype=np.uint8)
+        except MemoryError:
+            return "MemoryError"
+        return "allocated"
+
+    assert client.exec(attack) == "MemoryError"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -155,3 +157,44 @@ def test_server_death_takes_template_and_workers_along(tmp_path: Path) -> None:
     for pid in (template, *workers):
         wait_for(lambda pid=pid: process_gone(pid), what=f"process {pid} to die with the server")
     assert children(template) == []
+
+
+def test_template_death_is_recovered(make_server: Callable[..., ServerProcess]) -> None:
+    server = make_server()
+    template = server.template_pid()
+    os.kill(template, signal.SIGKILL)
+    wait_for(lambda: process_gone(template), what="the template to die")
+    wait_for(
+        lambda: children(server.pid) not in ([], [template]),
+        timeout=30,
+        what="a new template",
+    )
+    with Client(server.address) as client:
+        assert client.exec(lambda: 6 * 7) == 42
+    assert server.template_pid() != template
+
+
+def test_strict_sandbox_refuses_to_start_without_privileges(tmp_path: Path) -> None:
+    command = ["setpriv", "--inh-caps=-all", "--bounding-set=-all", sys.executable]
+    command += ["-m", "tilefn.server", "--port", "0", "--data-root", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "sandbox layers unavailable" in result.stderr and "filesystem" in result.stderr
+
+
+def test_degraded_sandbox_runs_and_says_so(tmp_path: Path) -> None:
+    # Without capabilities the namespace, uid and capability layers cannot be applied.
+    with subprocess.Popen(
+        ["setpriv", "--inh-caps=-all", "--bounding-set=-all", sys.executable, "-m",
+         "tilefn.server", "--port", "0", "--data-root", str(tmp_path), "--sandbox", "degraded"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as process:  # fmt: skip
+        assert process.stdout is not None and process.stderr is not None
+        address = process.stdout.readline().split()[-1]
+        with Client(address) as client:
+            assert client.exec(lambda: 1) == 1
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+        assert (
+            "unavailable: capabilities_dropped, distinct_uid, filesystem" in process.stderr.read()
+        )
