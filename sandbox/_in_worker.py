@@ -10,9 +10,11 @@ import functools
 import io
 import os
 import resource
+import shutil
 import signal
 import socket
 import sys
+import threading
 import time
 from typing import NoReturn
 
@@ -20,6 +22,8 @@ from . import _in_execute as execute
 from ._in_layers import SandboxSetup, apply_layers
 from ._protocol import HEADER, MAX_TASK_FDS, FrameType, TaskSpec, control_frame, decode_task
 
+#: A worker whose peak memory passed this is retired after its task rather than reused.
+RETIRE_RSS_BYTES = 1 << 30
 #: Characters of stdout/stderr a UDF may print per task before the rest is dropped.
 MAX_CAPTURED_OUTPUT = 64 * 1024
 
@@ -54,7 +58,7 @@ def worker_main(channel: socket.socket, setup: SandboxSetup, slot: int) -> NoRet
         ready = {"pid": os.getpid(), "python": _python(), "layers": layers}
         channel.sendall(control_frame(FrameType.READY, ready))
         while (frame := _recv_frame(channel, FrameType.TASK)) is not None:
-            _serve(channel, decode_task(*frame))
+            _serve(channel, decode_task(*frame), private_scratch=layers["filesystem"])
     except BaseException:  # the parent sees the exit code; nothing may escape the fork
         code = 70
     finally:
@@ -117,7 +121,7 @@ def _fetch_batch(channel: socket.socket, stream: int) -> tuple[bytes, tuple[int,
     return (bytes(payload), fds) if payload else None
 
 
-def _serve(channel: socket.socket, task: TaskSpec) -> None:
+def _serve(channel: socket.socket, task: TaskSpec, *, private_scratch: bool) -> None:
     started, cpu_started = time.perf_counter(), time.process_time()
     captured = BoundedText()
     sys.stdout = sys.stderr = captured
@@ -128,13 +132,16 @@ def _serve(channel: socket.socket, task: TaskSpec) -> None:
         schema, batches = execute.encode_result(result, task.max_chunk_bytes)
         ipc_bytes = execute.write_stream(channel, schema, batches, task)
     except execute.TaskFailure as failure:
-        channel.sendall(control_frame(FrameType.FAILED, _failure_body(failure)))
+        body = _failure_body(failure)
+        body["retire"] = _tidy(private_scratch)
+        channel.sendall(control_frame(FrameType.FAILED, body))
         return
     finally:
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
         for fd in task.fds:
             os.close(fd)
     done: dict[str, object] = {
+        "retire": _tidy(private_scratch),
         "rows": batches.rows,
         "batches": batches.batches,
         "ipc_bytes": ipc_bytes,
@@ -144,6 +151,18 @@ def _serve(channel: socket.socket, task: TaskSpec) -> None:
         "output_chars": captured.size + captured.dropped,
     }
     channel.sendall(control_frame(FrameType.DONE, done))
+
+
+def _tidy(private_scratch: bool) -> bool:
+    """Wipe the scratch for the next task; say whether this worker is too tainted to reuse.
+
+    A task that left threads running or grew the worker past RETIRE_RSS_BYTES could affect
+    the next task of the same namespace, so such a worker is retired instead of reused.
+    """
+    if private_scratch:
+        shutil.rmtree("/tmp", ignore_errors=True)  # removes the contents; the mount stays
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return threading.active_count() > 1 or peak > RETIRE_RSS_BYTES
 
 
 def _failure_body(failure: execute.TaskFailure) -> dict[str, object]:

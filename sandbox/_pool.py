@@ -182,6 +182,7 @@ class WorkerPool:
 
     def _give_back(self, worker: WorkerHandle, namespace: str, clean: bool) -> None:
         reusable = clean and worker.tasks_run < self.config.max_tasks_per_worker
+        reusable = reusable and not worker.retire_requested
         if reusable and worker.alive and not self._closed:
             worker.namespace = namespace
             self._reusable.setdefault(namespace, deque()).append(worker)

@@ -60,6 +60,8 @@ class WorkerHandle:
         self.namespace: str | None = None
         self.tasks_run = 0
         self.layers: dict[str, bool] = {}
+        #: The worker said its last task left it unfit for reuse (threads, memory growth).
+        self.retire_requested = False
         self._channel = channel
         self._pidfd: int | None = pidfd
         self._leftover = b""
@@ -99,10 +101,14 @@ class WorkerHandle:
                     raise ProtocolViolationError("DATA frame larger than the chunk limit")
                 yield payload
             elif kind == FrameType.DONE:
-                yield _summary(_json(payload))
+                body = _json(payload)
+                self.retire_requested = body.get("retire") is True
+                yield _summary(body)
                 return
             elif kind == FrameType.FAILED:
-                raise _failure(_json(payload))
+                body = _json(payload)
+                self.retire_requested = body.get("retire") is True
+                raise _failure(body)
             elif kind == FrameType.NEXT and provide is not None:
                 await self._send_batch(provide, _json(payload).get("stream"))
             else:

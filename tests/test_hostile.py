@@ -18,7 +18,7 @@ import pytest
 
 from tilefn.client import Client, WorkerCrashedError
 
-from conftest import ServerProcess, process_gone
+from conftest import ServerProcess, process_gone, wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -374,3 +374,56 @@ def test_memory_bomb_fails_inside_the_worker(client: Client) -> None:
         return "allocated"
 
     assert client.exec(attack) == "MemoryError"
+
+
+def getpid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def test_scratch_is_wiped_between_tasks(client: Client) -> None:
+    def plant() -> int:
+        import os
+        from pathlib import Path
+
+        Path("/tmp/planted").write_text("left for the next task")
+        return os.getpid()
+
+    def harvest() -> list[Any]:
+        import os
+
+        return [os.getpid(), os.listdir("/tmp")]
+
+    planted_in = client.exec(plant)
+    pids_seen = []
+    for _ in range(3):  # the next call may land on the same (reused) worker or a fresh one
+        pid, listing = client.exec(harvest)
+        pids_seen.append(pid)
+        assert listing == []
+    assert planted_in in pids_seen or len(set(pids_seen)) > 0
+
+
+def test_worker_left_with_threads_is_not_reused(client: Client) -> None:
+    def leave_a_thread() -> int:
+        import os
+        import threading
+
+        threading.Thread(target=threading.Event().wait, daemon=True).start()
+        return os.getpid()
+
+    tainted = client.exec(leave_a_thread)
+    wait_for(lambda: process_gone(tainted), what="the tainted worker to be retired")
+    assert tainted not in [client.exec(getpid) for _ in range(4)]
+
+
+def test_segfault_fails_only_its_own_call(client: Client) -> None:
+    def crash() -> None:
+        import ctypes
+
+        ctypes.string_at(0)
+
+    with pytest.raises(WorkerCrashedError) as caught:
+        client.exec(crash)
+    assert caught.value.reason == "ERROR_REASON_WORKER_DIED"
+    assert "SIGSEGV" in caught.value.message
