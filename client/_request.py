@@ -59,6 +59,8 @@ class Options:
     compression: str | None = None
     #: Largest piece of the result per response message, in bytes; 0 means the server default.
     max_chunk_bytes: int = 0
+    #: The most bytes of Arrow IPC the result may have; 0 means the server's maximum.
+    max_result_bytes: int = 0
 
     def deadline(self) -> float | None:
         """The gRPC deadline: a margin past the UDF timeout so the server's own error wins."""
@@ -80,6 +82,7 @@ def build_request(
         raise ValueError(f"compression must be one of {sorted(filter(None, COMPRESSION))}")
     execution = udf_pb2.ExecutionOptions(
         max_chunk_bytes=options.max_chunk_bytes,
+        max_result_bytes=options.max_result_bytes,
         compression=COMPRESSION[options.compression],
     )
     if options.timeout is not None:

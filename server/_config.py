@@ -30,6 +30,8 @@ class ServerConfig:
     default_timeout: float = 300.0
     #: Longest UDF run time a request may ask for, in seconds.
     max_timeout: float = 3600.0
+    #: The most bytes of Arrow IPC one result may have (requests may ask for less).
+    max_result_bytes: int = 64 << 30
     #: Seconds in-flight calls get to finish after SIGTERM before they are cancelled.
     drain_grace: float = 30.0
     #: Where arrays live: tiledb://ns/name is <data_root>/ns/name. A folder or any TileDB URI.
@@ -57,6 +59,7 @@ _SERVER_FLAGS = (
     "host",
     "port",
     "max_request_bytes",
+    "max_result_bytes",
     "default_timeout",
     "max_timeout",
     "drain_grace",

@@ -30,6 +30,7 @@ class Execution:
 
     task: TaskSpec
     timeout: float
+    max_result_bytes: int
 
 
 def plan_execution(request: udf_service_pb2.ExecuteUdfRequest, config: ServerConfig) -> Execution:
@@ -57,6 +58,7 @@ def plan_execution(request: udf_service_pb2.ExecuteUdfRequest, config: ServerCon
             compression=_compression(options.compression),
         ),
         timeout=_timeout(options, config),
+        max_result_bytes=_result_limit(options.max_result_bytes, config),
     )
 
 
@@ -153,3 +155,13 @@ def _timeout(options: udf_pb2.ExecutionOptions, config: ServerConfig) -> float:
             option="timeout",
         )
     return seconds or config.default_timeout
+
+
+def _result_limit(requested: int, config: ServerConfig) -> int:
+    if requested > config.max_result_bytes:
+        raise ServiceError(
+            R.ERROR_REASON_OPTION_INVALID,
+            f"max_result_bytes may be at most {config.max_result_bytes}; got {requested}",
+            option="max_result_bytes",
+        )
+    return requested or config.max_result_bytes

@@ -49,6 +49,7 @@ class UdfService(udf_service_pb2_grpc.UdfServiceServicer):
         log.info("task %s started", task_id)
         deadline = asyncio.get_running_loop().time() + execution.timeout
         staged = StagedArrays(self._catalog, self._config)
+        sent = 0
         try:
             task = await staged.stage(execution.task, request)
             async with self._pool.lease(DEFAULT_NAMESPACE) as worker:
@@ -61,8 +62,11 @@ class UdfService(udf_service_pb2_grpc.UdfServiceServicer):
                         break
                     if isinstance(item, TaskSummary):
                         yield pb.ExecuteUdfResponse(summary=_summary(task_id, item))
-                    else:
-                        yield pb.ExecuteUdfResponse(ipc=item)
+                        continue
+                    sent += len(item)
+                    if sent > execution.max_result_bytes:
+                        raise _too_large(execution.max_result_bytes)
+                    yield pb.ExecuteUdfResponse(ipc=item)
         except TimeoutError:
             raise ServiceError(
                 R.ERROR_REASON_TIMEOUT,
@@ -72,6 +76,15 @@ class UdfService(udf_service_pb2_grpc.UdfServiceServicer):
         finally:
             staged.close()
             log.info("task %s ended", task_id)
+
+
+def _too_large(limit: int) -> ServiceError:
+    return ServiceError(
+        R.ERROR_REASON_RESULT_TOO_LARGE,
+        f"the result grew past {limit} bytes and the UDF was stopped; return less, or raise "
+        "max_result_bytes",
+        limit_bytes=str(limit),
+    )
 
 
 def _summary(task_id: str, item: TaskSummary) -> pb.ExecutionSummary:

@@ -12,6 +12,7 @@ from tilefn.client import (
     Client,
     InvalidRequestError,
     PythonVersionError,
+    ResourceExhaustedError,
     Source,
     TilefnError,
     UdfError,
@@ -254,3 +255,16 @@ def test_timeout_above_the_server_maximum(client: Client) -> None:
 def test_unknown_compression(server: ServerProcess) -> None:
     error = raw_call(server, source("def f():\n    return 1\n", compression=42))
     check(error, C.INVALID_ARGUMENT, "OPTION_INVALID")
+
+
+def test_result_over_the_byte_limit(client: Client) -> None:
+    def endless() -> object:
+        import numpy as np
+
+        while True:
+            yield np.zeros(1 << 17)  # 1 MiB per item, forever
+
+    with pytest.raises(ResourceExhaustedError) as caught:
+        client.with_options(max_result_bytes=8 << 20).exec(endless)
+    check(caught.value, C.RESOURCE_EXHAUSTED, "RESULT_TOO_LARGE")
+    assert caught.value.metadata["limit_bytes"] == str(8 << 20)
