@@ -10,8 +10,10 @@ the layer reports itself unavailable and the worker keeps the host view.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -61,6 +63,9 @@ def isolate(root: str, paths: list[str]) -> None:
     _check(_libc.sethostname(b"tilefn", 6), "sethostname")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     _mount("tilefn", root, "tmpfs", MS_NOSUID | MS_NODEV, b"size=1m,mode=0755")
+    # Scratch first: paths under /tmp (a checkout there, say) are then bound inside it.
+    os.mkdir(f"{root}/tmp", 0o1777)
+    _mount("scratch", f"{root}/tmp", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, SCRATCH_OPTIONS)
     for path in paths:
         _bind(path, root + path, writable=False)
     for link in ("bin", "lib", "lib64", "sbin"):
@@ -69,8 +74,6 @@ def isolate(root: str, paths: list[str]) -> None:
     os.mkdir(f"{root}/dev", 0o755)
     for device in DEVICES:
         _bind(f"/dev/{device}", f"{root}/dev/{device}", writable=True)
-    os.mkdir(f"{root}/tmp", 0o1777)
-    _mount("scratch", f"{root}/tmp", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, SCRATCH_OPTIONS)
     os.mkdir(f"{root}/.old")
     _check(_libc.syscall(SYS_PIVOT_ROOT, root.encode(), f"{root}/.old".encode()), "pivot_root")
     os.chdir("/")
@@ -88,3 +91,16 @@ def _bind(source: str, target: str, *, writable: bool) -> None:
     _mount(source, target, None, MS_BIND | MS_REC)
     flags = MS_REMOUNT | MS_BIND | MS_NOSUID | (0 if writable else MS_RDONLY | MS_NODEV)
     _mount(None, target, None, flags)
+
+
+def wipe_scratch(paths: tuple[str, ...]) -> None:
+    """Empty /tmp for the next task, sparing the read-only binds of paths that live under it."""
+    spared = {p.split("/")[2] for p in paths if p.startswith("/tmp/")}
+    for entry in os.scandir("/tmp"):
+        if entry.name in spared:
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.remove(entry.path)

@@ -81,15 +81,23 @@ def prepare(memory_bytes: int) -> SandboxSetup:
     return SandboxSetup(root, tuple(filesystem.readable_paths()), memory_bytes, last_cap)
 
 
+#: Why a layer could not be applied in this worker (layer name -> error text).
+FAILURES: dict[str, str] = {}
+
+
 def apply_layers(setup: SandboxSetup, slot: int) -> dict[str, bool]:
-    """Apply every available layer to the calling worker process; say which are active."""
+    """Apply every available layer to the calling worker process; say which are active.
+
+    Why a layer failed is recorded in FAILURES.
+    """
     os.setsid()
-    active = {"session": True, "filesystem": _try(filesystem.isolate, setup.root, setup.paths)}
+    active = {"session": True}
+    active["filesystem"] = _try("filesystem", filesystem.isolate, setup.root, setup.paths)
     for limit, value in {**RLIMITS, resource.RLIMIT_AS: setup.memory_bytes}.items():
         resource.setrlimit(limit, (value, value))
     active["rlimits"] = True
     bounding = _drop_bounding_set(setup.last_cap)
-    active["distinct_uid"] = _try(_become, setup.uid_base + slot)
+    active["distinct_uid"] = _try("distinct_uid", _become, setup.uid_base + slot)
     active["capabilities_dropped"] = bounding and _clear_capabilities()
     prctl(PR_SET_DUMPABLE, 0)
     prctl(PR_SET_NO_NEW_PRIVS, 1)
@@ -100,10 +108,11 @@ def apply_layers(setup: SandboxSetup, slot: int) -> dict[str, bool]:
     return active
 
 
-def _try(step: object, *args: object) -> bool:
+def _try(name: str, step: object, *args: object) -> bool:
     try:
         step(*args)  # type: ignore[operator]
-    except OSError:
+    except OSError as exc:
+        FAILURES[name] = str(exc)[:200]
         return False
     return True
 

@@ -10,7 +10,6 @@ import functools
 import io
 import os
 import resource
-import shutil
 import signal
 import socket
 import sys
@@ -19,7 +18,8 @@ import time
 from typing import NoReturn
 
 from . import _in_execute as execute
-from ._in_layers import SandboxSetup, apply_layers
+from ._in_filesystem import wipe_scratch
+from ._in_layers import FAILURES, SandboxSetup, apply_layers
 from ._protocol import HEADER, MAX_TASK_FDS, FrameType, TaskSpec, control_frame, decode_task
 
 #: A worker whose peak memory passed this is retired after its task rather than reused.
@@ -55,10 +55,11 @@ def worker_main(channel: socket.socket, setup: SandboxSetup, slot: int) -> NoRet
         _detach_from_template()
         sys.dont_write_bytecode = True  # the filesystem is read-only; don't even try
         layers = apply_layers(setup, slot)
-        ready = {"pid": os.getpid(), "python": _python(), "layers": layers}
+        ready = {"pid": os.getpid(), "python": _python(), "layers": layers, "failures": FAILURES}
         channel.sendall(control_frame(FrameType.READY, ready))
         while (frame := _recv_frame(channel, FrameType.TASK)) is not None:
-            _serve(channel, decode_task(*frame), private_scratch=layers["filesystem"])
+            scratch = setup.paths if layers["filesystem"] else None
+            _serve(channel, decode_task(*frame), scratch)
     except BaseException:  # the parent sees the exit code; nothing may escape the fork
         code = 70
     finally:
@@ -121,7 +122,8 @@ def _fetch_batch(channel: socket.socket, stream: int) -> tuple[bytes, tuple[int,
     return (bytes(payload), fds) if payload else None
 
 
-def _serve(channel: socket.socket, task: TaskSpec, *, private_scratch: bool) -> None:
+def _serve(channel: socket.socket, task: TaskSpec, scratch: tuple[str, ...] | None) -> None:
+    """Run one task; ``scratch`` is the bound paths when /tmp is private (then it is wiped)."""
     started, cpu_started = time.perf_counter(), time.process_time()
     captured = BoundedText()
     sys.stdout = sys.stderr = captured
@@ -133,7 +135,7 @@ def _serve(channel: socket.socket, task: TaskSpec, *, private_scratch: bool) -> 
         ipc_bytes = execute.write_stream(channel, schema, batches, task)
     except execute.TaskFailure as failure:
         body = _failure_body(failure)
-        body["retire"] = _tidy(private_scratch)
+        body["retire"] = _tidy(scratch)
         channel.sendall(control_frame(FrameType.FAILED, body))
         return
     finally:
@@ -141,7 +143,7 @@ def _serve(channel: socket.socket, task: TaskSpec, *, private_scratch: bool) -> 
         for fd in task.fds:
             os.close(fd)
     done: dict[str, object] = {
-        "retire": _tidy(private_scratch),
+        "retire": _tidy(scratch),
         "rows": batches.rows,
         "batches": batches.batches,
         "ipc_bytes": ipc_bytes,
@@ -153,14 +155,14 @@ def _serve(channel: socket.socket, task: TaskSpec, *, private_scratch: bool) -> 
     channel.sendall(control_frame(FrameType.DONE, done))
 
 
-def _tidy(private_scratch: bool) -> bool:
+def _tidy(scratch: tuple[str, ...] | None) -> bool:
     """Wipe the scratch for the next task; say whether this worker is too tainted to reuse.
 
     A task that left threads running or grew the worker past RETIRE_RSS_BYTES could affect
     the next task of the same namespace, so such a worker is retired instead of reused.
     """
-    if private_scratch:
-        shutil.rmtree("/tmp", ignore_errors=True)  # removes the contents; the mount stays
+    if scratch is not None:
+        wipe_scratch(scratch)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return threading.active_count() > 1 or peak > RETIRE_RSS_BYTES
 

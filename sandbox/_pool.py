@@ -244,6 +244,8 @@ class WorkerPool:
             active = ", ".join(k for k, v in sorted(worker.layers.items()) if v) or "none"
             missing = ", ".join(k for k, v in sorted(worker.layers.items()) if not v) or "none"
             log.info("sandbox layers active: %s; unavailable: %s", active, missing)
+            for name, why in sorted(worker.layer_failures.items()):
+                log.warning("sandbox layer %s failed: %s", name, why)
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():

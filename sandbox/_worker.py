@@ -60,6 +60,7 @@ class WorkerHandle:
         self.namespace: str | None = None
         self.tasks_run = 0
         self.layers: dict[str, bool] = {}
+        self.layer_failures: dict[str, str] = {}
         #: The worker said its last task left it unfit for reuse (threads, memory growth).
         self.retire_requested = False
         self._channel = channel
@@ -77,9 +78,14 @@ class WorkerHandle:
         kind, payload = await self._read_frame(MAX_CONTROL_FRAME)
         if kind != FrameType.READY:
             raise ProtocolViolationError(f"expected READY, got frame type {kind}")
-        layers = _json(payload).get("layers", {})
+        body = _json(payload)
+        layers, failures = body.get("layers"), body.get("failures")
         if isinstance(layers, dict):
             self.layers = {str(k)[:32]: bool(v) for k, v in list(layers.items())[:32]}
+        if isinstance(failures, dict):
+            self.layer_failures = {
+                str(k)[:32]: str(v)[:200] for k, v in list(failures.items())[:32]
+            }
 
     async def run(
         self, task: TaskSpec, provide: BatchProvider | None = None
