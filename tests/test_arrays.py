@@ -8,9 +8,9 @@ dtype, shape and key order.
 from __future__ import annotations
 
 import asyncio
-import sys
 import datetime
-import os
+import shutil
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,14 @@ from tilefn.client import (
     TilefnError,
     UdfError,
 )
-from tilefn.v1 import array_service_pb2, array_service_pb2_grpc
+from tilefn.client._exceptions import from_rpc_error
+from tilefn.v1 import (
+    array_service_pb2,
+    array_service_pb2_grpc,
+    udf_pb2,
+    udf_service_pb2,
+    udf_service_pb2_grpc,
+)
 
 from conftest import ServerProcess, wait_for
 
@@ -39,7 +46,7 @@ Columns = Mapping[str, np.ndarray]
 DENSE = "acme/dense"  # row 0..19 x col -5..9, a float64, b int32
 DAILY = "acme/daily"  # day 2024-01-01..2024-12-31 (datetime64[D]), temp float64, rain int32
 READINGS = "acme/readings"  # sparse: station ascii x k int64, temp float32, note nullable str
-POINTS = "acme/points"  # sparse, Hilbert order: x, y float64, v int64
+POINTS = "acme/points"  # sparse, Hilbert order, duplicates: x, y float64, v int64
 WIDE = "other/wide"  # dense 1-D, col-major, five attributes of different types
 SPARSE = {DENSE: False, DAILY: False, READINGS: True, POINTS: True, WIDE: False}
 NULL_NOTES = 20  # READINGS cells written with note None
@@ -98,13 +105,15 @@ def _create_points(path: str) -> None:
         tiledb.Dim("x", domain=(-100.0, 100.0), tile=20.0, dtype=np.float64),
         tiledb.Dim("y", domain=(-100.0, 100.0), tile=20.0, dtype=np.float64),
     )
+    attrs = [tiledb.Attr("v", dtype=np.int64)]
     schema = tiledb.ArraySchema(
-        domain=domain, attrs=[tiledb.Attr("v", dtype=np.int64)], sparse=True, cell_order="hilbert"
+        domain=domain, attrs=attrs, sparse=True, cell_order="hilbert", allows_duplicates=True
     )
     tiledb.Array.create(path, schema)
-    rng = np.random.default_rng(3)
+    x, y = np.random.default_rng(3).uniform(-100, 100, (2, 50))
+    x[7], y[7] = x[3], y[3]  # one duplicate cell
     with tiledb.open(path, "w") as array:
-        array[rng.uniform(-100, 100, 50), rng.uniform(-100, 100, 50)] = {"v": np.arange(50)}
+        array[x, y] = {"v": np.arange(50)}
 
 
 def _create_wide(path: str) -> None:
@@ -151,7 +160,9 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def array_server(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Iterator[ServerProcess]:
+def array_server(
+    tmp_path_factory: pytest.TempPathFactory, data_root: Path
+) -> Iterator[ServerProcess]:
     proc = ServerProcess(tmp_path_factory.mktemp("array-server"), "--data-root", str(data_root))
     yield proc
     assert proc.stop() == 0, proc.log_path.read_text()
@@ -189,39 +200,33 @@ def _still_serving(array_server: ServerProcess, client: Client) -> Iterator[None
 
 
 def _bound(dim: tiledb.Dim, value: Any) -> Any:
-    """A client range bound as tiledb-py wants it locally (dates and raw days as datetime64)."""
+    """A client range bound as tiledb-py takes it (dates and raw day counts as datetime64)."""
     return np.array(value, dtype=dim.dtype)[()] if dim.dtype.kind == "M" else value
 
 
 def _subscript(dim: tiledb.Dim, ranges: Any) -> Any:
     if ranges is None or (isinstance(ranges, list) and not ranges):
         return slice(None)
-    pairs = [ranges] if isinstance(ranges, tuple) else ranges
-    slices = [slice(_bound(dim, s), _bound(dim, e)) for s, e in pairs]
-    return slices[0] if isinstance(ranges, tuple) else slices
+    if isinstance(ranges, tuple):
+        return slice(_bound(dim, ranges[0]), _bound(dim, ranges[1]))
+    return [slice(_bound(dim, s), _bound(dim, e)) for s, e in ranges]
 
 
-def local_read(
-    root: Path,
-    name: str,
-    ranges: Sequence[Any] | None = None,
-    attrs: Sequence[str] = (),
-    layout: str | None = None,
-    condition: str | None = None,
-) -> Columns:
+def local_read(root: Path, read: ArrayRead) -> Columns:
     """What tiledb-py reads locally for the same ranges, attributes, layout and condition."""
-    with tiledb.open(str(root / name)) as array:
+    with tiledb.open(str(root / read.uri.removeprefix("tiledb://"))) as array:
         domain = array.schema.domain
         dims = [domain.dim(i) for i in range(domain.ndim)]
         names = {d.name for d in dims}
-        entries = [*(ranges or ()), *[None] * (len(dims) - len(ranges or ()))]
+        ranges = list(read.ranges or ())
         query = array.query(
-            attrs=[a for a in attrs if a not in names] if attrs else None,
-            dims=[a for a in attrs if a in names] if attrs else None,
-            order=layout or ("U" if array.schema.sparse else "C"),
-            cond=condition,
+            attrs=[a for a in read.attrs if a not in names] if read.attrs else None,
+            dims=[a for a in read.attrs if a in names] if read.attrs else None,
+            order=read.layout or ("U" if array.schema.sparse else "C"),
+            cond=read.condition,
         )
-        return query.multi_index[tuple(_subscript(d, r) for d, r in zip(dims, entries))]
+        ranges += [None] * (len(dims) - len(ranges))
+        return query.multi_index[tuple(_subscript(d, r) for d, r in zip(dims, ranges, strict=True))]
 
 
 def assert_same(got: Columns, want: Columns) -> None:
@@ -237,6 +242,11 @@ def assert_same(got: Columns, want: Columns) -> None:
             np.testing.assert_array_equal(value, expected, err_msg=key, strict=True)
 
 
+def at(name: str, ranges: Sequence[Any] | None = None, **rest: Any) -> ArrayRead:
+    """A read of one of the module's arrays."""
+    return ArrayRead(uri(name), ranges, **rest)
+
+
 # ---------------------------------------------------------------- equivalence
 
 T = datetime.date
@@ -244,165 +254,142 @@ D = np.datetime64
 DAY0 = int(D("2024-02-10").astype(np.int64))
 
 CASES = [
-    # dense
-    pytest.param(DENSE, {"ranges": [(2, 7), (-3, 4)]}, id="dense-single-range"),
-    pytest.param(DENSE, {"ranges": [[(0, 1), (10, 12)], (0, 4)]}, id="dense-multi-range"),
+    pytest.param(at(DENSE, [(2, 7), (-3, 4)]), id="dense-single-range"),
+    pytest.param(at(DENSE, [[(0, 1), (10, 12)], (0, 4)]), id="dense-multi-range"),
     pytest.param(
-        DENSE,
-        {"ranges": [[(15, 17), (2, 3), (3, 4)], [(-5, -5), (9, 9)]]},
+        at(DENSE, [[(15, 17), (2, 3), (3, 4)], [(-5, -5), (9, 9)]]),
         id="dense-unsorted-overlapping-ranges",
     ),
-    pytest.param(DENSE, {}, id="dense-whole-domain"),
-    pytest.param(DENSE, {"ranges": [[], None]}, id="dense-empty-range-lists"),
-    pytest.param(DENSE, {"ranges": [(4, 4)]}, id="dense-fewer-range-lists-than-dims"),
-    pytest.param(DENSE, {"ranges": [(2, 7), (-3, 4)], "layout": "F"}, id="dense-col-major"),
-    pytest.param(DENSE, {"layout": "F"}, id="dense-col-major-whole"),
-    pytest.param(DENSE, {"ranges": [(0, 9), (0, 9)], "layout": "G"}, id="dense-global-order"),
-    pytest.param(DENSE, {"ranges": [(0, 3)], "attrs": ["b"]}, id="dense-one-attribute"),
-    pytest.param(DENSE, {"ranges": [(0, 3)], "attrs": ["row", "b"]}, id="dense-dim-and-attr"),
-    pytest.param(DENSE, {"ranges": [(0, 3)], "attrs": ["col"]}, id="dense-dimension-only"),
-    pytest.param(DENSE, {"ranges": [(0, 5)], "condition": "b > 3"}, id="dense-condition"),
-    # datetime dimension
-    pytest.param(DAILY, {"ranges": [(D("2024-02-10"), D("2024-03-05"))]}, id="dates-datetime64"),
-    pytest.param(DAILY, {"ranges": [(T(2024, 2, 28), T(2024, 3, 1))]}, id="dates-leap-day"),
-    pytest.param(DAILY, {"ranges": [(DAY0, DAY0 + 9)]}, id="dates-raw-days"),
+    pytest.param(at(DENSE), id="dense-whole-domain"),
+    pytest.param(at(DENSE, [[], None]), id="dense-empty-range-lists"),
+    pytest.param(at(DENSE, [(4, 4)]), id="dense-fewer-range-lists-than-dims"),
+    pytest.param(at(DENSE, [(2, 7), (-3, 4)], layout="F"), id="dense-col-major"),
+    pytest.param(at(DENSE, layout="F"), id="dense-col-major-whole"),
+    pytest.param(at(DENSE, [(0, 9), (0, 9)], layout="G"), id="dense-global-order"),
+    pytest.param(at(DENSE, [(0, 3)], attrs=("b",)), id="dense-one-attribute"),
+    pytest.param(at(DENSE, [(0, 3)], attrs=("row", "b")), id="dense-dim-and-attr"),
+    pytest.param(at(DENSE, [(0, 3)], attrs=("col",)), id="dense-dimension-only"),
+    pytest.param(at(DENSE, [(0, 5)], condition="b > 3"), id="dense-condition"),
+    pytest.param(at(DAILY, [(D("2024-02-10"), D("2024-03-05"))]), id="dates-datetime64"),
+    pytest.param(at(DAILY, [(T(2024, 2, 28), T(2024, 3, 1))]), id="dates-leap-day"),
+    pytest.param(at(DAILY, [(DAY0, DAY0 + 9)]), id="dates-raw-days"),
     pytest.param(
-        DAILY,
-        {"ranges": [[(D("2024-12-25"), D("2024-12-31")), (D("2024-01-01"), D("2024-01-03"))]]},
+        at(DAILY, [[(D("2024-12-25"), D("2024-12-31")), (D("2024-01-01"), D("2024-01-03"))]]),
         id="dates-multi-range",
     ),
-    pytest.param(DAILY, {"attrs": ["rain"], "layout": "F"}, id="dates-whole-col-major"),
-    # sparse, string and int dimensions
-    pytest.param(READINGS, {}, id="sparse-whole-domain"),
-    pytest.param(READINGS, {"ranges": [("A", "B")]}, id="sparse-string-range"),
-    pytest.param(READINGS, {"ranges": [[("A", "A"), ("C", "D")]]}, id="sparse-string-multi"),
-    pytest.param(READINGS, {"ranges": [("B", "Bz"), (100, 400)]}, id="sparse-both-dims"),
+    pytest.param(at(DAILY, attrs=("rain",), layout="F"), id="dates-whole-col-major"),
+    pytest.param(at(READINGS), id="sparse-whole-domain"),
+    pytest.param(at(READINGS, [("A", "B")]), id="sparse-string-range"),
+    pytest.param(at(READINGS, [[("A", "A"), ("C", "D")]]), id="sparse-string-multi-range"),
+    pytest.param(at(READINGS, [("B", "Bz"), (100, 400)]), id="sparse-both-dims"),
     pytest.param(
-        READINGS,
-        {"ranges": [[("B", "C"), ("E", "E")], [(0, 99), (300, 999)]]},
+        at(READINGS, [[("B", "C"), ("E", "E")], [(0, 99), (300, 999)]]),
         id="sparse-multi-range-both-dims",
     ),
-    pytest.param(READINGS, {"layout": "U"}, id="sparse-unordered"),
-    pytest.param(READINGS, {"layout": "C"}, id="sparse-row-major"),
-    pytest.param(READINGS, {"layout": "G"}, id="sparse-global-order"),
-    pytest.param(READINGS, {"attrs": ["temp"]}, id="sparse-one-attribute"),
-    pytest.param(READINGS, {"attrs": ["note", "k"]}, id="sparse-attr-and-dim"),
-    pytest.param(READINGS, {"attrs": ["station"]}, id="sparse-dimension-only"),
-    pytest.param(
-        READINGS, {"condition": "temp > 30 and station == 'A'"}, id="sparse-condition-quotes"
-    ),
-    pytest.param(
-        READINGS, {"condition": 'temp > 30 and station == "A"'}, id="sparse-condition-dquotes"
-    ),
-    pytest.param(READINGS, {"condition": "note == 'naïve'"}, id="sparse-condition-on-string"),
-    pytest.param(READINGS, {"condition": "temp > 1000"}, id="sparse-condition-matches-nothing"),
-    pytest.param(READINGS, {"ranges": [("Q", "Z")]}, id="sparse-empty-range"),
-    # sparse, float dimensions
-    pytest.param(POINTS, {"ranges": [(-10.5, 20.25)]}, id="float-range"),
-    pytest.param(
-        POINTS, {"ranges": [[(-100, -50), (50, 100)], (0.0, 100.0)]}, id="float-multi-int-bounds"
-    ),
-    pytest.param(POINTS, {}, id="float-whole-domain"),
-    pytest.param(POINTS, {"layout": "G", "condition": "v >= 25"}, id="float-hilbert-condition"),
-    # attribute selection
-    pytest.param(WIDE, {}, id="wide-every-attribute"),
-    pytest.param(WIDE, {"attrs": ["f64"]}, id="wide-one"),
-    pytest.param(WIDE, {"ranges": [(2, 7)], "attrs": ["label", "i8"]}, id="wide-two-reordered"),
-    pytest.param(WIDE, {"attrs": ["u16", "f32", "i"]}, id="wide-with-dimension"),
+    pytest.param(at(READINGS, layout="U"), id="sparse-unordered"),
+    pytest.param(at(READINGS, layout="C"), id="sparse-row-major"),
+    pytest.param(at(READINGS, layout="G"), id="sparse-global-order"),
+    pytest.param(at(READINGS, attrs=("temp",)), id="sparse-one-attribute"),
+    pytest.param(at(READINGS, attrs=("note", "k")), id="sparse-attr-and-dim"),
+    pytest.param(at(READINGS, attrs=("station",)), id="sparse-dimension-only"),
+    pytest.param(at(READINGS, condition="temp > 30 and station == 'A'"), id="sparse-condition"),
+    pytest.param(at(READINGS, condition='temp > 30 and station == "A"'), id="sparse-dquotes"),
+    pytest.param(at(READINGS, condition="note == 'naïve'"), id="sparse-condition-on-string"),
+    pytest.param(at(READINGS, condition="temp > 1000"), id="sparse-condition-matches-nothing"),
+    pytest.param(at(READINGS, [("Q", "Z")]), id="sparse-empty-range"),
+    pytest.param(at(POINTS, [(-10.5, 20.25)]), id="float-range"),
+    pytest.param(at(POINTS, [[(-100, -50), (50, 100)], (0.0, 100.0)]), id="float-int-bounds"),
+    pytest.param(at(POINTS), id="float-whole-domain-with-duplicates"),
+    pytest.param(at(POINTS, layout="G", condition="v >= 25"), id="float-hilbert-condition"),
+    pytest.param(at(WIDE), id="wide-every-attribute"),
+    pytest.param(at(WIDE, attrs=("f64",)), id="wide-one"),
+    pytest.param(at(WIDE, [(2, 7)], attrs=("label", "i8")), id="wide-two-reordered"),
+    pytest.param(at(WIDE, attrs=("u16", "f32", "i")), id="wide-with-dimension"),
 ]
 
 
-@pytest.mark.parametrize(("name", "read"), CASES)
-def test_read_matches_local(
-    client: Client, data_root: Path, name: str, read: dict[str, Any]
-) -> None:
-    got = client.apply(uri(name), dict, **read)
-    assert_same(got, dict(local_read(data_root, name, **read)))
+@pytest.mark.parametrize("read", CASES)
+def test_read_matches_local(client: Client, data_root: Path, read: ArrayRead) -> None:
+    got = client.apply(
+        read.uri, dict, ranges=read.ranges, attrs=read.attrs, layout=read.layout,
+        condition=read.condition,
+    )  # fmt: skip
+    assert_same(got, dict(local_read(data_root, read)))
 
 
-SMALL_BLOCK_CASES = [
-    pytest.param(DENSE, {}, id="dense-row-major"),
-    pytest.param(DENSE, {"ranges": [[(15, 17), (2, 3)], [(-5, -3), (5, 9)]]}, id="dense-multi"),
-    pytest.param(DENSE, {"ranges": [(2, 7)], "condition": "b > 3"}, id="dense-condition"),
-    pytest.param(
-        DENSE,
-        {"layout": "F"},
-        id="dense-col-major",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="col-major dense reads split into several blocks differ from a local read",
-        ),
-    ),
-    pytest.param(DAILY, {"ranges": [(D("2024-02-10"), D("2024-09-05"))]}, id="dates"),
-    pytest.param(READINGS, {}, id="sparse-whole"),
-    pytest.param(READINGS, {"condition": "temp > 30 or station == 'B'"}, id="sparse-condition"),
-    pytest.param(WIDE, {"attrs": ["label", "f64"]}, id="dense-strings"),
-]
-
-
-@pytest.mark.parametrize(("name", "read"), SMALL_BLOCK_CASES)
+@pytest.mark.parametrize(
+    "read",
+    [
+        pytest.param(at(DENSE), id="dense-row-major"),
+        pytest.param(at(DENSE, [[(15, 17), (2, 3)], [(-5, -3), (5, 9)]]), id="dense-multi"),
+        pytest.param(at(DENSE, [(2, 7)], condition="b > 3"), id="dense-condition"),
+        pytest.param(at(DENSE, [(5, 5)], layout="F"), id="dense-col-major-one-row"),
+        pytest.param(at(DAILY, [(D("2024-02-10"), D("2024-09-05"))]), id="dates"),
+        pytest.param(at(READINGS), id="sparse-whole"),
+        pytest.param(at(READINGS, condition="temp > 30 or station == 'B'"), id="sparse-cond"),
+        pytest.param(at(WIDE, attrs=("label", "f64")), id="dense-strings"),
+    ],
+)
 def test_block_size_does_not_change_results(
-    small_blocks: Client, data_root: Path, name: str, read: dict[str, Any]
+    small_blocks: Client, data_root: Path, read: ArrayRead
 ) -> None:
-    got = small_blocks.apply(uri(name), dict, **read)
-    assert_same(got, dict(local_read(data_root, name, **read)))
+    assert_same(small_blocks.apply(read, dict), dict(local_read(data_root, read)))
 
 
-REDUCTIONS: list[Any] = [
-    pytest.param(DENSE, {"ranges": [(0, 9)]}, lambda d: d["a"].mean(axis=1), id="dense-mean"),
-    pytest.param(
-        DENSE, {"layout": "F"}, lambda d: np.cumsum(d["b"], axis=0)[-1], id="dense-col-major"
-    ),
-    pytest.param(
-        READINGS,
-        {"ranges": [("A", "C")]},
-        lambda d: np.array([d["temp"][d["station"] == s].sum() for s in (b"A", b"B", b"C")]),
-        id="sparse-per-station",
-    ),
-    pytest.param(DAILY, {}, lambda d: np.diff(d["temp"])[::30], id="dates-diff"),
-]
-
-
-@pytest.mark.parametrize(("name", "read", "fn"), REDUCTIONS)
+@pytest.mark.parametrize(
+    ("read", "fn"),
+    [
+        pytest.param(at(DENSE, [(0, 9)]), lambda d: d["a"].mean(axis=1), id="dense-mean"),
+        pytest.param(at(DENSE, layout="F"), lambda d: d["b"].cumsum(axis=0)[-1], id="col-major"),
+        pytest.param(
+            at(READINGS, [("A", "C")]),
+            lambda d: np.array([d["temp"][d["station"] == s].sum() for s in (b"A", b"B", b"C")]),
+            id="sparse-per-station",
+        ),
+        pytest.param(at(DAILY), lambda d: np.diff(d["temp"])[::30], id="dates-diff"),
+    ],
+)
 def test_numpy_function_matches_local(
-    client: Client, data_root: Path, name: str, read: dict[str, Any], fn: Callable[..., Any]
+    client: Client, data_root: Path, read: ArrayRead, fn: Callable[[Columns], np.ndarray]
 ) -> None:
-    got = client.apply(uri(name), fn, **read)
-    want = fn(local_read(data_root, name, **read))
-    np.testing.assert_array_equal(got, want, strict=True)
+    np.testing.assert_array_equal(
+        client.apply(read, fn), fn(local_read(data_root, read)), strict=True
+    )
 
 
 def test_extra_arguments_follow_the_array(client: Client, data_root: Path) -> None:
     def scaled(d: Columns, factor: float, *, shift: float) -> np.ndarray:
         return d["a"] * factor + shift
 
-    got = client.apply(uri(DENSE), scaled, 3.0, ranges=[(1, 2), (0, 1)], shift=-1.0)
-    local = local_read(data_root, DENSE, [(1, 2), (0, 1)])
-    np.testing.assert_array_equal(got, scaled(local, 3.0, shift=-1.0), strict=True)
+    read = at(DENSE, [(1, 2), (0, 1)])
+    got = client.apply(read, scaled, 3.0, shift=-1.0)
+    want = scaled(local_read(data_root, read), 3.0, shift=-1.0)
+    np.testing.assert_array_equal(got, want, strict=True)
 
 
 def test_null_strings_arrive_as_a_local_read_gives_them(client: Client, data_root: Path) -> None:
-    got = client.apply(uri(READINGS), dict, attrs=["k", "note"])
-    local = local_read(data_root, READINGS, attrs=["k", "note"])
-    nulls = got["k"] % 48 == 0  # written with note=None (every third cell, k = 16 * i)
+    read = at(READINGS, attrs=("k", "note"))
+    got, local = client.apply(read, dict), local_read(data_root, read)
+    nulls = got["k"] % 48 == 0  # the cells written with note=None: every third, k = 16 * i
     assert nulls.sum() == NULL_NOTES
     assert got["note"][nulls].tolist() == local["note"][local["k"] % 48 == 0].tolist()
-    assert got["note"][nulls].tolist() == [""] * NULL_NOTES  # tiledb-py 0.36 reads null as ""
+    assert got["note"][nulls].tolist() == [""] * NULL_NOTES  # tiledb-py reads a null as ""
     assert "naïve" in got["note"].tolist()
 
 
 @pytest.mark.parametrize(
-    ("name", "read"),
+    "read",
     [
-        (DENSE, {"ranges": [(0, 3)]}),
-        (DENSE, {"ranges": [(0, 3)], "layout": "F"}),
-        (READINGS, {}),
-        (WIDE, {"attrs": ["label", "i", "f32"]}),
-        (READINGS, {"condition": "temp > 1000"}),
+        at(DENSE, [(0, 3)]),
+        at(DENSE, [(0, 3)], layout="F"),
+        at(READINGS),
+        at(WIDE, attrs=("label", "i", "f32")),
+        at(READINGS, condition="temp > 1000"),
     ],
+    ids=["dense", "col-major", "sparse", "strings", "no-rows"],
 )
 def test_udf_gets_an_ordered_dict_of_read_only_views(
-    client: Client, data_root: Path, name: str, read: dict[str, Any]
+    client: Client, data_root: Path, read: ArrayRead
 ) -> None:
     def inspect(d: Columns) -> dict[str, Any]:
         return {
@@ -411,8 +398,7 @@ def test_udf_gets_an_ordered_dict_of_read_only_views(
             "writeable": [bool(v.flags.writeable) for v in d.values() if v.dtype != object],
         }
 
-    got = client.apply(uri(name), inspect, **read)
-    local = local_read(data_root, name, **read)
+    got, local = client.apply(read, inspect), local_read(data_root, read)
     assert got["type"] == "OrderedDict" == type(local).__name__
     assert got["keys"] == list(local)
     assert got["writeable"] == [False] * sum(v.dtype != object for v in local.values())
@@ -429,7 +415,7 @@ def test_udf_gets_an_ordered_dict_of_read_only_views(
 )
 def test_udf_cannot_change_the_data(client: Client, change: Callable[[Columns], None]) -> None:
     with pytest.raises(UdfError) as caught:
-        client.apply(uri(DENSE), change, ranges=[(0, 1), (0, 1)])
+        client.apply(at(DENSE, [(0, 1), (0, 1)]), change)
     assert caught.value.exception_type == "ValueError"
 
 
@@ -449,44 +435,36 @@ def pack(*reads: Columns | list[Columns], **named: Columns) -> dict[str, np.ndar
 # Workers cannot import this test module, so its functions (pack) must travel by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-
-def local_of(root: Path, read: ArrayRead) -> Columns:
-    name = read.uri.removeprefix("tiledb://")
-    return local_read(root, name, read.ranges, read.attrs, read.layout, read.condition)
-
-
 MULTI = [
-    ArrayRead(uri(DENSE), [(0, 3), [(-5, -4), (8, 9)]], ("a",)),
-    ArrayRead(uri(READINGS), condition="temp > 20", layout="C"),
-    ArrayRead(uri(DAILY), [(T(2024, 3, 1), T(2024, 3, 9))]),
-    ArrayRead(uri(POINTS), [(-50, 50)]),
+    at(DENSE, [(0, 3), [(-5, -4), (8, 9)]], attrs=("a",)),
+    at(READINGS, condition="temp > 20", layout="C"),
+    at(DAILY, [(T(2024, 3, 1), T(2024, 3, 9))]),
+    at(POINTS, [(-50, 50)]),
 ]
 
 
 def test_apply_multi_matches_local_reads(client: Client, data_root: Path) -> None:
     got = client.apply_multi(MULTI, pack)
-    assert_same(got, pack([local_of(data_root, r) for r in MULTI]))
+    assert_same(got, pack([local_read(data_root, r) for r in MULTI]))
 
 
 def test_placeholders_in_args_and_kwargs(client: Client, data_root: Path) -> None:
     dense, readings, daily, points = MULTI
+    local = {r.uri: local_read(data_root, r) for r in MULTI}
     got = client.exec(pack, dense, readings, last=daily)
-    local = [local_of(data_root, r) for r in (dense, readings, daily)]
-    assert_same(got, pack(local[0], local[1], last=local[2]))
-
+    assert_same(got, pack(local[dense.uri], local[readings.uri], last=local[daily.uri]))
     got = client.apply(points, pack, dense, named=readings)
-    local = [local_of(data_root, r) for r in (points, dense, readings)]
-    assert_same(got, pack(local[0], local[1], named=local[2]))
+    assert_same(got, pack(local[points.uri], local[dense.uri], named=local[readings.uri]))
 
 
 def test_the_same_array_twice(client: Client, data_root: Path) -> None:
-    reads = [ArrayRead(uri(DENSE), [(0, 1)]), ArrayRead(uri(DENSE), [(18, 19)], layout="F")]
+    reads = [at(DENSE, [(0, 1)]), at(DENSE, [(18, 19)], layout="F")]
     got = client.apply_multi(reads, pack)
-    assert_same(got, pack([local_of(data_root, r) for r in reads]))
+    assert_same(got, pack([local_read(data_root, r) for r in reads]))
 
 
 def test_async_client_apply(array_server: ServerProcess, data_root: Path) -> None:
-    async def main() -> tuple[Any, Any]:
+    async def main() -> list[Any]:
         async with AsyncClient(array_server.address) as aclient:
             return await asyncio.gather(
                 aclient.apply(uri(READINGS), dict, ranges=[("C", "E")], attrs=["temp"]),
@@ -494,8 +472,8 @@ def test_async_client_apply(array_server: ServerProcess, data_root: Path) -> Non
             )
 
     single, multi = asyncio.run(main())
-    assert_same(single, dict(local_read(data_root, READINGS, [("C", "E")], ["temp"])))
-    assert_same(multi, pack([local_of(data_root, r) for r in MULTI[:2]]))
+    assert_same(single, dict(local_read(data_root, at(READINGS, [("C", "E")], attrs=("temp",)))))
+    assert_same(multi, pack([local_read(data_root, r) for r in MULTI[:2]]))
 
 
 # ---------------------------------------------------------------- memory
@@ -517,11 +495,10 @@ def _create_big(path: str, rows: int, cols: int, block: int) -> float:
     )
     tiledb.Array.create(path, tiledb.ArraySchema(domain=domain, attrs=[tiledb.Attr("a", "f8")]))
     total = 0.0
-    cols_ = np.arange(cols)
     with tiledb.open(path, "w") as array:
         for start in range(0, rows, block):
             # small integers: every partial sum is exact, so any summation order gives the total
-            values = ((np.arange(start, start + block)[:, None] + cols_) % 1000).astype("f8")
+            values = ((np.arange(start, start + block)[:, None] + np.arange(cols)) % 1000) * 1.0
             array[start : start + block, :] = values
             total += float(values.sum())
     return total
@@ -530,20 +507,22 @@ def _create_big(path: str, rows: int, cols: int, block: int) -> float:
 def test_large_read_keeps_server_memory_flat(
     make_server: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
-    rows = cols = 8192  # 512 MiB of float64
     root = tmp_path / "big"
     (root / "acme").mkdir(parents=True)
-    total = _create_big(str(root / "acme" / "big"), rows, cols, block=512)
-    server = make_server(
-        "--data-root", str(root), "--read-block-bytes", str(32 << 20),
-        "--array-memory-budget", str(1 << 30),
-    )  # fmt: skip
-    with Client(server.address) as big:
-        warm = big.apply("tiledb://acme/big", lambda d: d["a"].shape, ranges=[(0, 1023)])
-        assert warm == [1024, cols]
-        baseline = vm_hwm(server.pid)
-        got = big.apply("tiledb://acme/big", lambda d: float(d["a"].sum()))
-        growth = vm_hwm(server.pid) - baseline
+    try:
+        total = _create_big(str(root / "acme" / "big"), 8192, 8192, block=512)  # 512 MiB
+        server = make_server(
+            "--data-root", str(root), "--read-block-bytes", str(32 << 20),
+            "--array-memory-budget", str(1 << 30),
+        )  # fmt: skip
+        with Client(server.address) as big:
+            warm = big.apply("tiledb://acme/big", lambda d: d["a"].shape, ranges=[(0, 1023)])
+            baseline = vm_hwm(server.pid)
+            got = big.apply("tiledb://acme/big", lambda d: float(d["a"].sum()))
+            growth = vm_hwm(server.pid) - baseline
+    finally:
+        shutil.rmtree(root)  # pytest keeps old tmp_paths; do not keep 512 MiB of them
+    assert warm == [1024, 8192]
     assert got == total
     assert growth < 200 << 20, f"server peak RSS grew by {growth >> 20} MiB for a 512 MiB read"
 
@@ -551,17 +530,10 @@ def test_large_read_keeps_server_memory_flat(
 # ---------------------------------------------------------------- budget
 
 
-@pytest.fixture
-def small_budget(make_server: Callable[..., ServerProcess], data_root: Path) -> Iterator[Client]:
-    """A 1 KiB budget: 4 dense rows (720 bytes) fit, the whole dense array (3600) does not."""
-    server = make_server("--data-root", str(data_root), "--array-memory-budget", "1024")
-    with Client(server.address) as c:
-        yield c
-
-
-def check(error: TilefnError, code: grpc.StatusCode, reason: str) -> None:
+def check(error: TilefnError, code: grpc.StatusCode, reason: str, *, task: bool = True) -> None:
+    """Code and reason as documented; executions (not ArrayService calls) name their task."""
     assert (error.code, error.reason) == (code, f"ERROR_REASON_{reason}"), str(error)
-    assert error.task_id, "every failure names its task"
+    assert bool(error.task_id) is task, "only executions have tasks"
 
 
 def refused(client: Client, read: ArrayRead, code: grpc.StatusCode, reason: str) -> TilefnError:
@@ -572,19 +544,389 @@ def refused(client: Client, read: ArrayRead, code: grpc.StatusCode, reason: str)
     return caught.value
 
 
+def schema_refused(client: Client, name: str, code: grpc.StatusCode, reason: str) -> TilefnError:
+    with pytest.raises(TilefnError) as caught:
+        client.schema(name)
+    check(caught.value, code, reason, task=False)
+    return caught.value
+
+
+@pytest.fixture
+def small_budget(make_server: Callable[..., ServerProcess], data_root: Path) -> Iterator[Client]:
+    """A 1 KiB budget: 4 dense rows (720 bytes) fit, the whole dense array (3600) does not."""
+    server = make_server("--data-root", str(data_root), "--array-memory-budget", "1024")
+    with Client(server.address) as c:
+        yield c
+
+
 @pytest.mark.parametrize(
     "reads",
     [
-        pytest.param([ArrayRead(uri(DENSE))], id="dense"),
-        pytest.param([ArrayRead(uri(READINGS))], id="sparse"),
-        pytest.param([ArrayRead(uri(DENSE), [(0, 3)])] * 2, id="two-reads-together"),
+        pytest.param([at(DENSE)], id="dense"),
+        pytest.param([at(READINGS)], id="sparse"),
+        pytest.param([at(DENSE, [(0, 3)])] * 2, id="two-reads-together"),
     ],
 )
-def test_read_over_the_budget(small_budget: Client, data_root: Path, reads: list[ArrayRead]) -> None:
+def test_read_over_the_budget(
+    small_budget: Client, data_root: Path, reads: list[ArrayRead]
+) -> None:
     with pytest.raises(TilefnError) as caught:
-        small_budget.apply_multi(reads, lambda ds: len(ds))
+        small_budget.apply_multi(reads, len)
     check(caught.value, C.RESOURCE_EXHAUSTED, "ARRAY_READ_TOO_LARGE")
-    assert caught.value.metadata["budget_bytes"] == "1024"
-    assert caught.value.metadata["array"] == reads[0].uri
-    read = ArrayRead(uri(DENSE), [(0, 3)])  # the server goes on serving reads that fit
-    assert_same(small_budget.apply(read, dict), dict(local_of(data_root, read)))
+    assert caught.value.metadata == {"array": reads[0].uri, "budget_bytes": "1024"}
+    read = at(DENSE, [(0, 3)])  # and the server goes on serving reads that fit
+    assert_same(small_budget.apply(read, dict), dict(local_read(data_root, read)))
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_unknown_arrays(client: Client) -> None:
+    for name in ("tiledb://acme/nope", "tiledb://nobody/dense", "tiledb://acme/empty"):
+        error = refused(client, ArrayRead(name), C.NOT_FOUND, "ARRAY_NOT_FOUND")
+        assert error.metadata == {"array": name}
+        schema_refused(client, name, C.NOT_FOUND, "ARRAY_NOT_FOUND")
+
+
+@pytest.mark.parametrize(
+    ("read", "dimension", "needle"),
+    [
+        pytest.param(at(DENSE, [(0, 20)]), "row", "outside the domain", id="past-the-end"),
+        pytest.param(at(DENSE, [None, (-6, 0)]), "col", "outside the domain", id="before-start"),
+        pytest.param(at(DAILY, [(T(2023, 12, 31), T(2024, 1, 2))]), "day", "outside", id="date"),
+        pytest.param(at(READINGS, [None, (990, 1000)]), "k", "outside the domain", id="sparse"),
+        pytest.param(at(POINTS, [(-100.5, 0.0)]), "x", "outside the domain", id="float"),
+        pytest.param(at(DENSE, [("a", "b")]), "row", "expects a int64 value; got string", id="s"),
+        pytest.param(at(DENSE, [(1.5, 2.5)]), "row", "got double", id="float-on-int"),
+        pytest.param(at(READINGS, [(1, 2)]), "station", "expects a string; got int64", id="num"),
+        pytest.param(at(DAILY, [("2024-01-01", "2024-01-02")]), "day", "got string", id="iso"),
+        pytest.param(at(DENSE, [(7, 2)]), "row", "reversed", id="reversed"),
+        pytest.param(at(READINGS, [("C", "A")]), "station", "reversed", id="reversed-string"),
+        pytest.param(at(POINTS, [None, (5.0, -5.0)]), "y", "reversed", id="reversed-float"),
+        pytest.param(at(DENSE, [(0, 2**63)]), "row", "bad coordinate", id="beyond-int64"),
+        pytest.param(at(DENSE, [None] * 3), "", "3 range lists for 2 dimensions", id="extra"),
+    ],
+)
+def test_bad_ranges(client: Client, read: ArrayRead, dimension: str, needle: str) -> None:
+    error = refused(client, read, C.INVALID_ARGUMENT, "ARRAY_RANGE_INVALID")
+    assert error.metadata == {"array": read.uri, "dimension": dimension}
+    assert needle in error.message
+    assert repr(dimension) in error.message or not dimension
+
+
+@pytest.mark.parametrize("attrs", [("nope",), ("a", "nope"), ("A",)])
+def test_unknown_attribute(client: Client, attrs: tuple[str, ...]) -> None:
+    error = refused(client, at(DENSE, attrs=attrs), C.INVALID_ARGUMENT, "ARRAY_ATTRIBUTE_UNKNOWN")
+    assert error.metadata == {"array": uri(DENSE), "attribute": attrs[-1]}
+    assert repr(attrs[-1]) in error.message
+
+
+@pytest.mark.parametrize(
+    ("read", "needle"),
+    [
+        (at(READINGS, condition="temp >>> 1"), "Could not parse the given QueryCondition"),
+        (at(READINGS, condition="temp > "), "Could not parse the given QueryCondition"),
+        (at(READINGS, condition="bogus > 1"), "Unknown attribute or dimension ('bogus')"),
+        (at(DENSE, condition="a > 1 and nope == 2"), "Unknown attribute or dimension ('nope')"),
+        (at(READINGS, condition="temp"), "Malformed query condition statement"),
+        (at(READINGS, condition="k > 'x'"), "Cannot cast `x` to int64"),
+        (at(DENSE, condition="row > 3"), "Cannot apply query condition to dimensions on dense"),
+    ],
+    ids=["operator", "truncated", "unknown", "unknown-dense", "no-comparison", "type", "dim"],
+)
+def test_bad_condition(client: Client, data_root: Path, read: ArrayRead, needle: str) -> None:
+    error = refused(client, read, C.INVALID_ARGUMENT, "ARRAY_CONDITION_INVALID")
+    assert needle in error.message
+    assert str(data_root) not in error.message and ".py" not in error.message  # no traceback
+
+
+def test_unknown_layout(array_server: ServerProcess) -> None:
+    array = at(DENSE).to_proto()
+    array.layout = 42  # type: ignore[assignment]
+    request = udf_service_pb2.ExecuteUdfRequest(
+        udf=udf_pb2.UdfSpec(source=udf_pb2.SourceUdf(text="def f(d):\n    return 1\n")),
+        arrays=[array],
+    )
+    with grpc.insecure_channel(array_server.address) as channel:
+        stub = udf_service_pb2_grpc.UdfServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            list(stub.ExecuteUdf(request, timeout=60))
+    error = from_rpc_error(caught.value)
+    check(error, C.INVALID_ARGUMENT, "OPTION_INVALID")
+    assert error.metadata["option"] == "layout"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "tiledb://a",
+        "tiledb://a/b/c",
+        "tiledb://../x",
+        "tiledb://acme/..",
+        "tiledb://acme/",
+        "tiledb:///dense",
+        "tiledb://acme/.hidden",
+        "tiledb://acme/a b",
+        "",
+    ],
+)
+def test_malformed_names(client: Client, data_root: Path, name: str) -> None:
+    error = refused(client, ArrayRead(name), C.INVALID_ARGUMENT, "ARRAY_NAME_INVALID")
+    assert str(data_root) not in error.message
+    schema_refused(client, name, C.INVALID_ARGUMENT, "ARRAY_NAME_INVALID")
+
+
+# ---------------------------------------------------------------- raw URIs and symlinks
+
+
+def assert_no_leak(error: TilefnError, written: str, *paths: Path) -> None:
+    """Apart from echoing what the client wrote, the message names no server path."""
+    rest = error.message.replace(written, "<written>")
+    for path in paths:
+        assert str(path) not in rest, error.message
+
+
+def test_raw_uris_are_refused_by_default(client: Client, data_root: Path) -> None:
+    path = str(data_root / DENSE)
+    for raw in (path, f"file://{path}", "s3://bucket/acme/dense", "mem://x"):
+        error = refused(client, ArrayRead(raw), C.PERMISSION_DENIED, "ARRAY_URI_REFUSED")
+        assert_no_leak(error, raw, data_root)
+        schema_refused(client, raw, C.PERMISSION_DENIED, "ARRAY_URI_REFUSED")
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A readable array outside every data root."""
+    path = tmp_path / "outside" / "arr"
+    path.parent.mkdir()
+    _create_wide(str(path))
+    return path
+
+
+@pytest.fixture
+def raw_client(make_server: Callable[..., ServerProcess], data_root: Path) -> Iterator[Client]:
+    server = make_server("--data-root", str(data_root), "--allow-raw-uris")
+    with Client(server.address) as c:
+        yield c
+
+
+def test_allowed_raw_uris_inside_the_root(raw_client: Client, data_root: Path) -> None:
+    path = str(data_root / DENSE)
+    want = dict(local_read(data_root, at(DENSE, [(3, 5)])))
+    for raw in (path, f"file://{path}", f"{path}/"):
+        assert_same(raw_client.apply(raw, dict, ranges=[(3, 5)]), want)
+    assert raw_client.schema(path)["uri"] == path
+
+
+def test_allowed_raw_uris_outside_the_root_are_refused(
+    raw_client: Client, data_root: Path, outside: Path
+) -> None:
+    for raw in (
+        str(outside),
+        f"file://{outside}",
+        f"{data_root}/acme/../acme/dense",  # inside, but '..' is refused wherever it leads
+        f"{data_root}/../{data_root.name}/acme/dense",
+        f"{outside}/../arr",
+        f"file://{data_root}/../outside",
+        "/",
+    ):
+        error = refused(raw_client, ArrayRead(raw), C.PERMISSION_DENIED, "ARRAY_URI_REFUSED")
+        assert_no_leak(error, raw, data_root, outside)
+
+
+@pytest.fixture
+def escape(
+    make_server: Callable[..., ServerProcess], tmp_path: Path, outside: Path
+) -> Iterator[tuple[Client, Path]]:
+    """A data root with one array and symlinks to outside it (an array, a namespace)."""
+    root = tmp_path / "root"
+    (root / "acme").mkdir(parents=True)
+    _create_dense(str(root / "acme" / "inside"))
+    (root / "acme" / "escape").symlink_to(outside)
+    (root / "elsewhere").symlink_to(outside.parent)
+    server = make_server("--data-root", str(root), "--allow-raw-uris")
+    with Client(server.address) as c:
+        yield c, root
+
+
+def test_symlinks_out_of_the_root_are_refused(escape: tuple[Client, Path], outside: Path) -> None:
+    client, root = escape
+    assert client.apply("tiledb://acme/inside", lambda d: d["a"].shape) == [20, 15]
+    assert client.apply(str(root / "acme" / "inside"), lambda d: d["a"].shape) == [20, 15]
+    for name in ("tiledb://acme/escape", "tiledb://elsewhere/arr", str(root / "acme" / "escape")):
+        error = refused(client, ArrayRead(name), C.PERMISSION_DENIED, "ARRAY_URI_REFUSED")
+        assert_no_leak(error, name, root, outside)
+        error = schema_refused(client, name, C.PERMISSION_DENIED, "ARRAY_URI_REFUSED")
+        assert_no_leak(error, name, root, outside)
+
+
+# ---------------------------------------------------------------- ArrayService
+
+
+def test_list_arrays(client: Client) -> None:
+    expected = [ArrayInfo(uri(n), n.split("/")[0], SPARSE[n]) for n in sorted(SPARSE)]
+    assert client.arrays() == expected
+    assert client.arrays("acme") == [a for a in expected if a.namespace == "acme"]
+    assert client.arrays("other") == [ArrayInfo(uri(WIDE), "other", False)]
+    for namespace in ("nobody", "../acme", "acme/dense", ".."):
+        assert client.arrays(namespace) == []
+
+
+def test_list_arrays_in_pages(array_server: ServerProcess) -> None:
+    def list_arrays(**fields: Any) -> array_service_pb2.ListArraysResponse:
+        return stub.ListArrays(array_service_pb2.ListArraysRequest(**fields), timeout=30)
+
+    names = [uri(n) for n in sorted(SPARSE)]
+    with grpc.insecure_channel(array_server.address) as channel:
+        stub = array_service_pb2_grpc.ArrayServiceStub(channel)
+        pages = [list_arrays(page_size=2)]
+        while pages[-1].next_page_token:
+            pages.append(list_arrays(page_size=2, page_token=pages[-1].next_page_token))
+        acme = list_arrays(namespace="acme", page_size=3)
+        with pytest.raises(grpc.RpcError) as caught:
+            list_arrays(page_size=1001)
+    assert [[a.uri for a in page.arrays] for page in pages] == [names[:2], names[2:4], names[4:]]
+    assert ([a.uri for a in acme.arrays], acme.next_page_token) == (names[:3], names[2])
+    check(from_rpc_error(caught.value), C.INVALID_ARGUMENT, "OPTION_INVALID", task=False)
+
+
+def _dim(name: str, kind: str, low: Any, high: Any) -> dict[str, Any]:
+    return {"name": name, "type": kind, "var": False, "domain": (low, high)}
+
+
+def _attr(name: str, kind: str, *, nullable: bool = False, var: bool = False) -> dict[str, Any]:
+    return {"name": name, "type": kind, "nullable": nullable, "var": var}
+
+
+def _schema(name: str, dims: list[Any], attrs: list[Any], **rest: Any) -> dict[str, Any]:
+    return {
+        "uri": uri(name), "sparse": SPARSE[name], "dimensions": dims, "attributes": attrs,
+        "cell_order": "row-major", "tile_order": "row-major", "allows_duplicates": False, **rest,
+    }  # fmt: skip
+
+
+SCHEMAS = {
+    DENSE: _schema(
+        DENSE,
+        [_dim("row", "int64", 0, 19), _dim("col", "int64", -5, 9)],
+        [_attr("a", "float64"), _attr("b", "int32")],
+    ),
+    DAILY: _schema(
+        DAILY,
+        [_dim("day", "datetime64[D]", D("2024-01-01"), D("2024-12-31"))],
+        [_attr("temp", "float64"), _attr("rain", "int32")],
+    ),
+    READINGS: _schema(
+        READINGS,
+        [
+            {"name": "station", "type": "ascii", "var": True, "domain": None},
+            _dim("k", "int64", 0, 999),
+        ],
+        [_attr("temp", "float32"), _attr("note", "<U0", nullable=True, var=True)],
+    ),
+    POINTS: _schema(
+        POINTS,
+        [_dim("x", "float64", -100.0, 100.0), _dim("y", "float64", -100.0, 100.0)],
+        [_attr("v", "int64")],
+        cell_order="hilbert",
+        tile_order="",
+        allows_duplicates=True,
+    ),
+    WIDE: _schema(
+        WIDE,
+        [_dim("i", "int64", 0, 9)],
+        [_attr(n, t) for n, t in [("i8", "int8"), ("u16", "uint16"), ("f32", "float32")]]
+        + [_attr("f64", "float64"), _attr("label", "<U0", var=True)],
+        cell_order="col-major",
+        tile_order="col-major",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMAS))
+def test_schema(client: Client, name: str) -> None:
+    got = client.schema(uri(name))
+    assert got == SCHEMAS[name]
+    assert [type(v) for d in got["dimensions"] for v in d["domain"] or ()] == [
+        type(v) for d in SCHEMAS[name]["dimensions"] for v in d["domain"] or ()
+    ]
+
+
+# ---------------------------------------------------------------- known product bugs
+# Each test states the behaviour the product should have; strict xfail until it does.
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="col-major dense reads split over several blocks differ from a local read "
+    "(and from the one-block result): _reader ravels tiledb-py's C-shaped col-major buffer "
+    "with order='F'",
+)
+def test_col_major_read_in_several_blocks_matches_local(
+    small_blocks: Client, data_root: Path
+) -> None:
+    read = at(DENSE, layout="F")
+    assert_same(small_blocks.apply(read, dict), dict(local_read(data_root, read)))
+
+
+@pytest.mark.xfail(
+    strict=True, reason="ListArrays follows symlinks out of the data root and lists their arrays"
+)
+def test_symlinks_out_of_the_root_are_not_listed(escape: tuple[Client, Path]) -> None:
+    client, _ = escape
+    assert client.arrays() == [ArrayInfo("tiledb://acme/inside", "acme", False)]
+
+
+@pytest.mark.xfail(
+    strict=True, reason="a NaN bound passes the range checks; TileDB's refusal lacks 'dimension'"
+)
+def test_nan_range_names_its_dimension(client: Client) -> None:
+    error = refused(
+        client, at(POINTS, [None, (0.0, float("nan"))]), C.INVALID_ARGUMENT, "ARRAY_RANGE_INVALID"
+    )
+    assert error.metadata.get("dimension") == "y"
+
+
+@pytest.mark.xfail(
+    strict=True, reason="an unordered read of a dense array is reported as UNAVAILABLE (retry)"
+)
+def test_unordered_layout_on_a_dense_array(client: Client) -> None:
+    error = refused(client, at(DENSE, layout="U"), C.INVALID_ARGUMENT, "OPTION_INVALID")
+    assert error.metadata["option"] == "layout"
+
+
+@pytest.mark.xfail(
+    strict=True, reason="with --allow-raw-uris, a URI scheme TileDB does not know gives INTERNAL"
+)
+@pytest.mark.parametrize("raw", ["xyz://bucket/array", "FILE:///tmp/array"])
+def test_unknown_uri_scheme(raw_client: Client, raw: str) -> None:
+    with pytest.raises(TilefnError) as caught:
+        raw_client.apply(raw, len)
+    assert caught.value.code in (C.INVALID_ARGUMENT, C.PERMISSION_DENIED, C.NOT_FOUND)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a sparse cell larger than --read-block-bytes / 4 makes the read loop forever",
+)
+def test_a_cell_larger_than_the_read_buffer(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "acme").mkdir(parents=True)
+    domain = tiledb.Domain(tiledb.Dim("k", domain=(0, 9), tile=10, dtype=np.int64))
+    attrs = [tiledb.Attr("s", dtype=str, var=True)]
+    path = str(root / "acme" / "blob")
+    tiledb.Array.create(path, tiledb.ArraySchema(domain=domain, attrs=attrs, sparse=True))
+    with tiledb.open(path, "w") as array:
+        array[np.array([1, 2, 3])] = {"s": np.array(["x", "y" * 2000, "z"], dtype=object)}
+    server = ServerProcess(tmp_path, "--data-root", str(root), "--read-block-bytes", "1024")
+    try:
+        with Client(server.address) as c:
+            got = c.with_options(timeout=1).apply(
+                "tiledb://acme/blob", lambda d: [len(s) for s in d["s"]]
+            )
+    except BaseException:
+        server.process.kill()  # the stuck read thread would keep SIGTERM from stopping it
+        server.stop()
+        raise
+    assert got == [1, 2000, 1]
+    assert server.stop() == 0, server.log_path.read_text()

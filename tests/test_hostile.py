@@ -321,7 +321,7 @@ def test_scratch_is_capped_and_not_executable(client: Client) -> None:
 
         def inodes() -> None:
             for i in range(100_000):
-                Path(f"/tmp/i{i}").touch()
+                Path(f"/tmp/inode-{i}").touch()
 
         def load_from_scratch() -> None:
             (library,) = Path("/usr/lib").glob("*/libm.so.6")
@@ -332,7 +332,7 @@ def test_scratch_is_capped_and_not_executable(client: Client) -> None:
         os.remove("/tmp/fill")
         results["inodes"] = outcome(inodes)
         for name in os.listdir("/tmp"):
-            if name.startswith("i"):
+            if name.startswith("inode-"):
                 os.remove(f"/tmp/{name}")
         results["load_from_scratch"] = outcome(load_from_scratch)
         return results
