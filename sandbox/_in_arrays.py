@@ -45,11 +45,11 @@ def _batches(stream: int, fetch: FetchBatch) -> Iterator[ArrayDict]:
 
 
 def _array(spec: dict[str, Any], fds: tuple[int, ...]) -> ArrayDict:
-    shape, order = spec["shape"], spec["order"]
+    shape = spec["shape"]
     result: ArrayDict = OrderedDict()
     for column in spec["columns"]:
         flat = _column(column, fds[column["fd"]])
-        result[column["name"]] = flat.reshape(shape, order=order) if shape is not None else flat
+        result[column["name"]] = flat.reshape(shape) if shape is not None else flat
     return result
 
 

@@ -25,6 +25,8 @@ from ._status import R, ServiceError
 SCHEME = "tiledb://"
 SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 LOCAL_SCHEMES = ("file://",)
+#: Storage schemes TileDB reads; any other raw URI is refused before TileDB sees it.
+KNOWN_SCHEMES = ("file", "s3", "gcs", "gs", "azure", "hdfs", "mem")
 
 
 @dataclass(frozen=True)
@@ -83,12 +85,22 @@ class ArrayCatalog:
         for space in filter(SEGMENT.match, spaces):
             for uri in _ls_dirs(vfs, f"{self.root}/{space}"):
                 name = _last(uri)
-                if SEGMENT.match(name) and tiledb.object_type(uri, ctx=self.ctx) == "array":
+                if not SEGMENT.match(name) or not self._listable(f"{space}/{name}"):
+                    continue
+                if tiledb.object_type(uri, ctx=self.ctx) == "array":
                     sparse = tiledb.ArraySchema.load(uri, ctx=self.ctx).sparse
                     found.append(
                         apb.ArrayInfo(uri=f"{SCHEME}{space}/{name}", namespace=space, sparse=sparse)
                     )
         return sorted(found, key=lambda info: info.uri)
+
+    def _listable(self, relative: str) -> bool:
+        """False for entries that resolve outside the root (symlinks), which are never served."""
+        try:
+            self._inside_root("", relative)
+        except ServiceError:
+            return False
+        return True
 
     def _inside_root(self, shown: str, relative: str) -> str:
         if self._remote:
@@ -101,6 +113,14 @@ class ArrayCatalog:
         return path
 
     def _raw(self, uri: str) -> str:
+        scheme = uri.split("://", 1)[0] if "://" in uri else ""
+        if scheme and scheme not in KNOWN_SCHEMES:
+            raise ServiceError(
+                R.ERROR_REASON_ARRAY_NAME_INVALID,
+                f"unsupported storage scheme {scheme[:20]!r}; "
+                f"use one of {', '.join(KNOWN_SCHEMES)}",
+                array=uri[:200],
+            )
         if ".." in uri.replace("\\", "/").split("/"):
             raise ServiceError(
                 R.ERROR_REASON_ARRAY_URI_REFUSED, "array URIs may not contain '..'", array=uri[:200]

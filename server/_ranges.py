@@ -6,6 +6,7 @@ an empty list (or a missing entry) meaning the dimension's whole domain.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,12 @@ def plan_read(ref: ArrayRef, schema: tiledb.ArraySchema, spec: udf_pb2.ArrayInpu
             R.ERROR_REASON_OPTION_INVALID, f"unknown layout {spec.layout}", option="layout"
         )
     default = "U" if schema.sparse else "C"
+    if not schema.sparse and ORDERS[spec.layout] == "U":
+        raise ServiceError(
+            R.ERROR_REASON_OPTION_INVALID,
+            f"{ref.name} is dense; the unordered layout is for sparse arrays",
+            option="layout",
+        )
     return ReadPlan(
         ref=ref,
         ranges=ranges,
@@ -123,6 +130,8 @@ def _coordinate(ref: ArrayRef, dim: tiledb.Dim, scalar: udf_pb2.Scalar) -> Any:
     value = getattr(scalar, kind)
     if family == "string":
         return value
+    if family == "f" and math.isnan(value):
+        raise _range_error(ref, dim.name, "a range bound cannot be NaN")
     try:
         if family == "M":
             return np.array(value, dtype=dim.dtype)[()]

@@ -67,7 +67,6 @@ class ArrayPayload:
     name: str
     columns: dict[str, Column] = field(default_factory=dict)
     shape: tuple[int, ...] | None = None
-    order: Literal["C", "F"] = "C"
 
     def descriptor(self, first_fd: int) -> dict[str, Any]:
         """The JSON description the worker decodes; fds are numbered from first_fd."""
@@ -75,7 +74,7 @@ class ArrayPayload:
             {"name": c.name, "kind": c.kind, "dtype": c.dtype, "fd": first_fd + i, "size": c.size}
             for i, c in enumerate(self.columns.values())
         ]
-        return {"array": self.name, "columns": columns, "shape": self.shape, "order": self.order}
+        return {"array": self.name, "columns": columns, "shape": self.shape}
 
     def fds(self) -> list[int]:
         return [c.fd for c in self.columns.values()]
@@ -122,8 +121,7 @@ def _fill(
     ``shape`` is the final N-d shape, None for flat (sparse) columns, or "block" to take it from
     the one block there is.
     """
-    order: Literal["C", "F"] = "F" if plan.order == "F" else "C"
-    payload = ArrayPayload(plan.ref.name, order=order)
+    payload = ArrayPayload(plan.ref.name)
     payload.shape = shape if shape != "block" else None
     try:
         for block in source:
@@ -173,7 +171,19 @@ def _subscripts(ranges: tuple[tuple[Pair, ...] | None, ...]) -> tuple[Any, ...]:
 
 def _sparse_blocks(array: tiledb.Array, plan: ReadPlan) -> Iterator[dict[str, Any]]:
     # Incomplete queries return results in buffers of py.init_buffer_bytes (set on the context).
-    yield from _query(array, plan, return_incomplete=True).multi_index[_subscripts(plan.ranges)]
+    # A cell bigger than those buffers makes TileDB return nothing, again and again: stop then.
+    empty_in_a_row = 0
+    for block in _query(array, plan, return_incomplete=True).multi_index[_subscripts(plan.ranges)]:
+        rows = len(next(iter(block.values()))) if block else 0
+        empty_in_a_row = 0 if rows else empty_in_a_row + 1
+        if empty_in_a_row > 2:
+            raise ServiceError(
+                R.ERROR_REASON_ARRAY_READ_FAILED,
+                f"{plan.ref.name}: a cell is larger than the server's read buffer; the operator "
+                "can raise --read-block-bytes",
+                array=plan.ref.name,
+            )
+        yield block
 
 
 def _full_ranges(array: tiledb.Array, plan: ReadPlan) -> list[tuple[Pair, ...]]:
@@ -196,6 +206,8 @@ def _dense_blocks(
         return
     full = _full_ranges(array, plan)
     shape = _dense_shape(array, plan)
+    # tiledb-py hands back a col-major read as its raw column-major buffer in a C-shaped array;
+    # blocks along the last axis concatenate to that same buffer, so results match a local read.
     axis = 0 if plan.order == "C" else len(full) - 1
     others = math.prod(n for i, n in enumerate(shape) if i != axis)
     step = max(1, block_bytes // max(1, others * _cell_bytes(array, plan)))
@@ -235,12 +247,12 @@ def _append(payload: ArrayPayload, name: str, values: np.ndarray, budget: Budget
     if column is None:
         column = _new_column(payload, name, values)
     if column.kind == "raw":
-        flat = values.ravel(order=payload.order)
+        flat = values.ravel()
         budget.charge(flat.nbytes, payload.name)
         _write_all(column.fd, flat.view(np.uint8).data)
         column.size += flat.nbytes
     else:
-        flat = values.ravel(order=payload.order)
+        flat = values.ravel()
         batch = pa.record_batch([pa.array(flat, column.writer[1])], ["v"])
         budget.charge(batch.nbytes, payload.name)
         column.writer[0].write_batch(batch)

@@ -156,7 +156,7 @@ def _discard_result(discard: Callable[[Any], None], future: asyncio.Future[Any])
 def make_catalog(config: ServerConfig) -> ArrayCatalog:
     """The catalog, with a TileDB context built from the server's settings."""
     settings = tiledb.Config(path=config.tiledb_config) if config.tiledb_config else tiledb.Config()
-    settings["py.init_buffer_bytes"] = str(config.read_block_bytes // 4)
+    settings["py.init_buffer_bytes"] = str(max(config.read_block_bytes // 4, 1 << 20))
     return ArrayCatalog(
         config.data_root, allow_raw_uris=config.allow_raw_uris, ctx=tiledb.Ctx(settings)
     )
