@@ -2,7 +2,7 @@
 
 Fixed-size columns become read-only numpy views of a read-only mapping: no copy, no pickling,
 and no way to change the data. Variable-length columns (Arrow IPC in the memfd) become object
-arrays of str/bytes (None for nulls), as a local tiledb-py read returns them. A batched read
+arrays of str/bytes (a null arrives as "", as in a local tiledb-py read). A batched read
 becomes an iterator that asks the server for one block at a time.
 """
 

@@ -178,10 +178,11 @@ def _sparse_blocks(array: tiledb.Array, plan: ReadPlan) -> Iterator[dict[str, An
         empty_in_a_row = 0 if rows else empty_in_a_row + 1
         if empty_in_a_row > 2:
             raise ServiceError(
-                R.ERROR_REASON_ARRAY_READ_FAILED,
+                R.ERROR_REASON_ARRAY_READ_TOO_LARGE,
                 f"{plan.ref.name}: a cell is larger than the server's read buffer; the operator "
                 "can raise --read-block-bytes",
                 array=plan.ref.name,
+                budget_bytes=str(array.ctx.config()["py.init_buffer_bytes"]),
             )
         yield block
 

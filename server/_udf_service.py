@@ -51,7 +51,8 @@ class UdfService(udf_service_pb2_grpc.UdfServiceServicer):
         staged = StagedArrays(self._catalog, self._config)
         sent = 0
         try:
-            task = await staged.stage(execution.task, request)
+            async with asyncio.timeout_at(deadline):  # reading the arrays counts too
+                task = await staged.stage(execution.task, request)
             async with self._pool.lease(DEFAULT_NAMESPACE) as worker:
                 frames = worker.run(task, staged.provide)
                 while True:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 import subprocess
 import sys
@@ -122,7 +123,7 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         template = children(proc.pid)
         assert proc.stop() == 0, proc.log_path.read_text()
         for pid in template:
-            wait_for(lambda pid=pid: process_gone(pid), what=f"template {pid} to exit")
+            wait_for(functools.partial(process_gone, pid), what=f"template {pid} to exit")
 
 
 @pytest.fixture

@@ -48,7 +48,8 @@ DAILY = "acme/daily"  # day 2024-01-01..2024-12-31 (datetime64[D]), temp float64
 READINGS = "acme/readings"  # sparse: station ascii x k int64, temp float32, note nullable str
 POINTS = "acme/points"  # sparse, Hilbert order, duplicates: x, y float64, v int64
 WIDE = "other/wide"  # dense 1-D, col-major, five attributes of different types
-SPARSE = {DENSE: False, DAILY: False, READINGS: True, POINTS: True, WIDE: False}
+EVENTS = "acme/events"  # sparse 1-D, 150k cells: several read batches of at least 1 MiB each
+SPARSE = {DENSE: False, DAILY: False, READINGS: True, POINTS: True, WIDE: False, EVENTS: True}
 NULL_NOTES = 20  # READINGS cells written with note None
 
 
@@ -140,6 +141,15 @@ def _create_wide(path: str) -> None:
         }
 
 
+def _create_events(path: str) -> None:
+    domain = tiledb.Domain(tiledb.Dim("t", domain=(0, 9_999_999), tile=100_000, dtype=np.int64))
+    attrs = [tiledb.Attr("v", dtype=np.float64), tiledb.Attr("tag", dtype=str, var=True)]
+    tiledb.Array.create(path, tiledb.ArraySchema(domain=domain, attrs=attrs, sparse=True))
+    t = np.arange(150_000) * 61
+    with tiledb.open(path, "w") as array:
+        array[t] = {"v": t / 7, "tag": np.array([f"e{i % 97}" for i in t], dtype=object)}
+
+
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The arrays, plus things under the root that are not arrays and must not be listed."""
@@ -150,6 +160,7 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (READINGS, _create_readings),
         (POINTS, _create_points),
         (WIDE, _create_wide),
+        (EVENTS, _create_events),
     ):
         (root / name).parent.mkdir(exist_ok=True)
         create(str(root / name))
@@ -177,7 +188,7 @@ def client(array_server: ServerProcess) -> Iterator[Client]:
 
 @pytest.fixture(scope="module")
 def small_blocks(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Iterator[Client]:
-    """A server reading in 256-byte blocks: every read below takes many blocks."""
+    """A server reading dense arrays in 256-byte blocks, sparse ones in 1 MiB batches."""
     proc = ServerProcess(
         tmp_path_factory.mktemp("small-blocks"),
         "--data-root", str(data_root), "--read-block-bytes", "256",
@@ -226,7 +237,10 @@ def local_read(root: Path, read: ArrayRead) -> Columns:
             cond=read.condition,
         )
         ranges += [None] * (len(dims) - len(ranges))
-        return query.multi_index[tuple(_subscript(d, r) for d, r in zip(dims, ranges, strict=True))]
+        result: Columns = query.multi_index[
+            tuple(_subscript(d, r) for d, r in zip(dims, ranges, strict=True))
+        ]
+        return result
 
 
 def assert_same(got: Columns, want: Columns) -> None:
@@ -328,6 +342,14 @@ def test_read_matches_local(client: Client, data_root: Path, read: ArrayRead) ->
         pytest.param(at(READINGS), id="sparse-whole"),
         pytest.param(at(READINGS, condition="temp > 30 or station == 'B'"), id="sparse-cond"),
         pytest.param(at(WIDE, attrs=("label", "f64")), id="dense-strings"),
+        pytest.param(at(DENSE, [[(0, 2), (7, 9)], [(-5, 0), (5, 9)]], layout="F"), id="col-multi"),
+        pytest.param(at(EVENTS), id="sparse-batches"),
+        pytest.param(at(EVENTS, [[(0, 999_999), (5_000_000, 8_000_000)]]), id="sparse-ranges"),
+        pytest.param(at(EVENTS, layout="C", condition="tag == 'e5'"), id="sparse-batches-cond"),
+        pytest.param(at(EVENTS, condition="v > 1300000"), id="sparse-only-the-last-cells"),
+        pytest.param(at(EVENTS, layout="G", condition="v > 1300000"), id="sparse-last-global"),
+        pytest.param(at(EVENTS, layout="C", condition="v > 1300000"), id="sparse-last-row-major"),
+        pytest.param(at(EVENTS, condition="v < 0"), id="sparse-no-cells"),
     ],
 )
 def test_block_size_does_not_change_results(
@@ -378,18 +400,18 @@ def test_null_strings_arrive_as_a_local_read_gives_them(client: Client, data_roo
 
 
 @pytest.mark.parametrize(
-    "read",
+    ("read", "keys"),
     [
-        at(DENSE, [(0, 3)]),
-        at(DENSE, [(0, 3)], layout="F"),
-        at(READINGS),
-        at(WIDE, attrs=("label", "i", "f32")),
-        at(READINGS, condition="temp > 1000"),
+        (at(DENSE, [(0, 3)]), ["a", "b"]),
+        (at(DENSE, [(0, 3)], layout="F"), ["a", "b"]),
+        (at(READINGS), ["station", "k", "temp", "note"]),  # dimensions first, as tiledb-py
+        (at(WIDE, attrs=("label", "i", "f32")), ["i", "f32", "label"]),  # schema order
+        (at(READINGS, condition="temp > 1000"), ["station", "k", "temp", "note"]),
     ],
-    ids=["dense", "col-major", "sparse", "strings", "no-rows"],
+    ids=["dense", "col-major", "sparse", "selection", "no-rows"],
 )
 def test_udf_gets_an_ordered_dict_of_read_only_views(
-    client: Client, data_root: Path, read: ArrayRead
+    client: Client, data_root: Path, read: ArrayRead, keys: list[str]
 ) -> None:
     def inspect(d: Columns) -> dict[str, Any]:
         return {
@@ -400,7 +422,7 @@ def test_udf_gets_an_ordered_dict_of_read_only_views(
 
     got, local = client.apply(read, inspect), local_read(data_root, read)
     assert got["type"] == "OrderedDict" == type(local).__name__
-    assert got["keys"] == list(local)
+    assert got["keys"] == keys == list(local)
     assert got["writeable"] == [False] * sum(v.dtype != object for v in local.values())
 
 
@@ -464,7 +486,7 @@ def test_the_same_array_twice(client: Client, data_root: Path) -> None:
 
 
 def test_async_client_apply(array_server: ServerProcess, data_root: Path) -> None:
-    async def main() -> list[Any]:
+    async def main() -> tuple[Any, Any]:
         async with AsyncClient(array_server.address) as aclient:
             return await asyncio.gather(
                 aclient.apply(uri(READINGS), dict, ranges=[("C", "E")], attrs=["temp"]),
@@ -774,7 +796,10 @@ def test_list_arrays(client: Client) -> None:
 
 def test_list_arrays_in_pages(array_server: ServerProcess) -> None:
     def list_arrays(**fields: Any) -> array_service_pb2.ListArraysResponse:
-        return stub.ListArrays(array_service_pb2.ListArraysRequest(**fields), timeout=30)
+        response: array_service_pb2.ListArraysResponse = stub.ListArrays(
+            array_service_pb2.ListArraysRequest(**fields), timeout=30
+        )
+        return response
 
     names = [uri(n) for n in sorted(SPARSE)]
     with grpc.insecure_channel(array_server.address) as channel:
@@ -785,8 +810,11 @@ def test_list_arrays_in_pages(array_server: ServerProcess) -> None:
         acme = list_arrays(namespace="acme", page_size=3)
         with pytest.raises(grpc.RpcError) as caught:
             list_arrays(page_size=1001)
-    assert [[a.uri for a in page.arrays] for page in pages] == [names[:2], names[2:4], names[4:]]
-    assert ([a.uri for a in acme.arrays], acme.next_page_token) == (names[:3], names[2])
+    assert [[a.uri for a in page.arrays] for page in pages] == [
+        names[i : i + 2] for i in range(0, len(names), 2)
+    ]
+    acme_names = [n for n in names if n.startswith("tiledb://acme/")]
+    assert ([a.uri for a in acme.arrays], acme.next_page_token) == (acme_names[:3], acme_names[2])
     check(from_rpc_error(caught.value), C.INVALID_ARGUMENT, "OPTION_INVALID", task=False)
 
 
@@ -832,6 +860,11 @@ SCHEMAS = {
         tile_order="",
         allows_duplicates=True,
     ),
+    EVENTS: _schema(
+        EVENTS,
+        [_dim("t", "int64", 0, 9_999_999)],
+        [_attr("v", "float64"), _attr("tag", "<U0", var=True)],
+    ),
     WIDE: _schema(
         WIDE,
         [_dim("i", "int64", 0, 9)],
@@ -852,81 +885,63 @@ def test_schema(client: Client, name: str) -> None:
     ]
 
 
-# ---------------------------------------------------------------- known product bugs
-# Each test states the behaviour the product should have; strict xfail until it does.
+# ---------------------------------------------------------------- regressions
+# Bugs these tests found (fixed in 7a041bb); each test failed before the fix.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="col-major dense reads split over several blocks differ from a local read "
-    "(and from the one-block result): _reader ravels tiledb-py's C-shaped col-major buffer "
-    "with order='F'",
-)
 def test_col_major_read_in_several_blocks_matches_local(
     small_blocks: Client, data_root: Path
 ) -> None:
-    read = at(DENSE, layout="F")
+    read = at(DENSE, layout="F")  # 15 blocks of one column each
     assert_same(small_blocks.apply(read, dict), dict(local_read(data_root, read)))
 
 
-@pytest.mark.xfail(
-    strict=True, reason="ListArrays follows symlinks out of the data root and lists their arrays"
-)
 def test_symlinks_out_of_the_root_are_not_listed(escape: tuple[Client, Path]) -> None:
     client, _ = escape
     assert client.arrays() == [ArrayInfo("tiledb://acme/inside", "acme", False)]
+    assert client.arrays("elsewhere") == []
 
 
-@pytest.mark.xfail(
-    strict=True, reason="a NaN bound passes the range checks; TileDB's refusal lacks 'dimension'"
-)
 def test_nan_range_names_its_dimension(client: Client) -> None:
-    error = refused(
-        client, at(POINTS, [None, (0.0, float("nan"))]), C.INVALID_ARGUMENT, "ARRAY_RANGE_INVALID"
-    )
-    assert error.metadata.get("dimension") == "y"
+    read = at(POINTS, [None, (0.0, float("nan"))])
+    error = refused(client, read, C.INVALID_ARGUMENT, "ARRAY_RANGE_INVALID")
+    assert error.metadata == {"array": uri(POINTS), "dimension": "y"}
+    assert "NaN" in error.message
 
 
-@pytest.mark.xfail(
-    strict=True, reason="an unordered read of a dense array is reported as UNAVAILABLE (retry)"
-)
 def test_unordered_layout_on_a_dense_array(client: Client) -> None:
     error = refused(client, at(DENSE, layout="U"), C.INVALID_ARGUMENT, "OPTION_INVALID")
     assert error.metadata["option"] == "layout"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="with --allow-raw-uris, a URI scheme TileDB does not know gives INTERNAL"
-)
-@pytest.mark.parametrize("raw", ["xyz://bucket/array", "FILE:///tmp/array"])
-def test_unknown_uri_scheme(raw_client: Client, raw: str) -> None:
-    with pytest.raises(TilefnError) as caught:
-        raw_client.apply(raw, len)
-    assert caught.value.code in (C.INVALID_ARGUMENT, C.PERMISSION_DENIED, C.NOT_FOUND)
+@pytest.mark.parametrize("raw", ["xyz://bucket/array", "FILE:///tmp/array", "vfs://x/y"])
+def test_unknown_uri_scheme(raw_client: Client, data_root: Path, raw: str) -> None:
+    error = refused(raw_client, ArrayRead(raw), C.INVALID_ARGUMENT, "ARRAY_NAME_INVALID")
+    assert_no_leak(error, raw, data_root)
+    schema_refused(raw_client, raw, C.INVALID_ARGUMENT, "ARRAY_NAME_INVALID")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a sparse cell larger than --read-block-bytes / 4 makes the read loop forever",
-)
-def test_a_cell_larger_than_the_read_buffer(tmp_path: Path) -> None:
+def test_a_cell_larger_than_the_read_buffer_fails_promptly(tmp_path: Path) -> None:
+    """The read used to spin forever (TileDB returns empty batches), and SIGTERM then hung."""
     root = tmp_path / "root"
     (root / "acme").mkdir(parents=True)
     domain = tiledb.Domain(tiledb.Dim("k", domain=(0, 9), tile=10, dtype=np.int64))
     attrs = [tiledb.Attr("s", dtype=str, var=True)]
     path = str(root / "acme" / "blob")
     tiledb.Array.create(path, tiledb.ArraySchema(domain=domain, attrs=attrs, sparse=True))
-    with tiledb.open(path, "w") as array:
-        array[np.array([1, 2, 3])] = {"s": np.array(["x", "y" * 2000, "z"], dtype=object)}
+    with tiledb.open(path, "w") as array:  # the server's smallest sparse buffer is 1 MiB
+        array[np.array([1, 2, 3])] = {"s": np.array(["x", "y" * (2 << 20), "z"], dtype=object)}
     server = ServerProcess(tmp_path, "--data-root", str(root), "--read-block-bytes", "1024")
     try:
         with Client(server.address) as c:
-            got = c.with_options(timeout=1).apply(
-                "tiledb://acme/blob", lambda d: [len(s) for s in d["s"]]
-            )
+            error = refused(
+                c.with_options(timeout=1), ArrayRead("tiledb://acme/blob"),
+                C.RESOURCE_EXHAUSTED, "ARRAY_READ_TOO_LARGE",
+            )  # fmt: skip
+            assert "--read-block-bytes" in error.message
+            assert c.apply("tiledb://acme/blob", len, ranges=[(3, 3)]) == 2  # k and s
     except BaseException:
-        server.process.kill()  # the stuck read thread would keep SIGTERM from stopping it
+        server.process.kill()  # a stuck read thread would keep SIGTERM from stopping it
         server.stop()
         raise
-    assert got == [1, 2000, 1]
     assert server.stop() == 0, server.log_path.read_text()
