@@ -7,6 +7,7 @@ place yet and is not claimed here.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tilefn.client import Client, WorkerCrashedError
+from tilefn.client import Client, InvalidRequestError, UdfError, WorkerCrashedError
 
 from conftest import ServerProcess, process_gone, wait_for
 
@@ -428,3 +429,56 @@ def test_segfault_fails_only_its_own_call(client: Client) -> None:
         client.exec(crash)
     assert caught.value.reason == "ERROR_REASON_WORKER_DIED"
     assert "SIGSEGV" in caught.value.message
+
+
+def test_abstract_and_shared_memory_of_others_are_out_of_reach(client: Client) -> None:
+    name = f"tilefn-test-{os.getpid()}"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind("\0" + name)  # an abstract socket in the server's network namespace
+    listener.listen()
+    shm = Path("/dev/shm") / name
+    shm.write_text("another process's shared memory")
+
+    def attack(name: str) -> dict[str, str]:
+        import socket
+        from pathlib import Path
+
+        def connect() -> None:
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.connect("\0" + name)
+
+        return {
+            "abstract": outcome(connect),
+            "posix_shm": outcome(lambda: Path(f"/dev/shm/{name}").read_text()),
+        }
+
+    try:
+        got = client.exec(attack, name)
+    finally:
+        listener.close()
+        shm.unlink()
+    assert got == {"abstract": "ECONNREFUSED", "posix_shm": "ENOENT"}
+
+
+def test_results_and_exceptions_are_never_unpickled(client: Client, tmp_path: Path) -> None:
+    marker = tmp_path / "server-side-rce"
+
+    class Trap:
+        def __reduce__(self) -> tuple[Any, tuple[str]]:
+            return (Path.touch, (str(marker),))
+
+    class TrapError(Exception):
+        def __reduce__(self) -> tuple[Any, tuple[str]]:
+            return (Path.touch, (str(marker),))
+
+    with pytest.raises(InvalidRequestError) as caught:
+        client.exec(Trap)
+    assert caught.value.reason == "ERROR_REASON_RESULT_TYPE_UNSUPPORTED"
+
+    def raise_trap() -> None:
+        raise TrapError("boom")
+
+    with pytest.raises(UdfError) as raised:
+        client.exec(raise_trap)
+    assert raised.value.exception_type.endswith("TrapError") and "boom" in raised.value.message
+    assert not marker.exists()
