@@ -11,11 +11,12 @@ PKG_DIRS := protos/tilefn protos/tilefn/v1 codec sandbox server client
 STAMP    := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: help install run test protos lint typecheck check clean
+.PHONY: help install run test bench protos lint typecheck check clean
 
 help:
 	@echo "make run        install, create demo arrays in $(DATA)/, start a server on $(HOST):$(PORT)"
 	@echo "make test       install, then run every test"
+	@echo "make bench      run the benchmarks (sandbox rows so far)"
 	@echo "make protos     regenerate Python code from protos/tilefn/v1/*.proto"
 	@echo "make lint       ruff, buf lint, generated-code drift check"
 	@echo "make typecheck  mypy --strict"
@@ -48,6 +49,9 @@ run: $(STAMP)
 
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) bench/sandbox_bench.py --json bench/last-sandbox.json
 
 protos: $(STAMP)
 	$(PY) scripts/genprotos.py

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import cloudpickle
+import numpy as np
 import pyarrow as pa
 
 from tilefn import codec
@@ -257,3 +258,15 @@ def send_frame(sock: socket.socket, kind: FrameType, payload: memoryview | bytes
             buffers.pop(0)
         if buffers and sent:
             buffers[0] = buffers[0][sent:]
+
+
+def warm_up() -> None:
+    """Exercise the task path once (unpickle, encode, write IPC) so that lazy initialisation and
+    copy-on-write page faults happen before a worker reports READY, not during a client's call."""
+    fn = cloudpickle.loads(cloudpickle.dumps(lambda: 1))
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        for value in (fn(), {"a": [1.0]}, np.arange(8)):
+            schema, batches = encode_result(value, 1 << 16)
+            write_stream(ours, schema, batches, TaskSpec(udf_kind="source", udf=b""))
+            theirs.recv(1 << 16)  # drain, so the small socket buffer never fills

@@ -35,6 +35,7 @@ import pyarrow.ipc  # noqa: F401
 
 from tilefn import codec  # noqa: F401
 
+from ._in_execute import warm_up
 from ._in_layers import SandboxSetup, die_with_parent, prepare
 from ._in_worker import worker_main
 
@@ -147,9 +148,12 @@ def main() -> None:
     die_with_parent(options.parent_pid)
     control = socket.socket(fileno=options.control_fd)
     setup = prepare(options.memory_bytes)
+    warm_up()
     template = Template(control, setup)
     try:
         template.serve()
+    except ConnectionError:
+        pass  # the server went away mid-conversation: same as a clean EOF
     finally:
         template.kill_all()
         os.rmdir(setup.root)

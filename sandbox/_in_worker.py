@@ -55,6 +55,7 @@ def worker_main(channel: socket.socket, setup: SandboxSetup, slot: int) -> NoRet
         _detach_from_template()
         sys.dont_write_bytecode = True  # the filesystem is read-only; don't even try
         layers = apply_layers(setup, slot)
+        execute.warm_up()
         ready = {"pid": os.getpid(), "python": _python(), "layers": layers, "failures": FAILURES}
         channel.sendall(control_frame(FrameType.READY, ready))
         while (frame := _recv_frame(channel, FrameType.TASK)) is not None:

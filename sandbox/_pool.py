@@ -19,6 +19,7 @@ import contextlib
 import logging
 import socket
 import sys
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -61,6 +62,8 @@ class PoolStats:
     starting: int
     pids: tuple[int, ...]
     template_pid: int | None
+    #: Seconds recent workers took from being forked to READY (their sandbox setup).
+    setup_seconds: tuple[float, ...] = ()
 
 
 class WorkerPool:
@@ -89,6 +92,7 @@ class WorkerPool:
         #: The sandbox layers the workers report as active.
         self.layers: dict[str, bool] = {}
         self._first_ready: asyncio.Future[dict[str, bool]] | None = None
+        self._setup_seconds: deque[float] = deque(maxlen=256)
 
     def start(self) -> None:
         """Exec the template (blocking, ~0.5 s: it imports numpy and pyarrow)."""
@@ -143,6 +147,7 @@ class WorkerPool:
             starting=self._starting + self._requested,
             pids=tuple(sorted(self._workers)),
             template_pid=self._template.pid,
+            setup_seconds=tuple(self._setup_seconds),
         )
 
     async def close(self) -> None:
@@ -226,8 +231,10 @@ class WorkerPool:
         task.add_done_callback(self._tasks.discard)
 
     async def _await_ready(self, worker: WorkerHandle) -> None:
+        forked = time.perf_counter()
         try:
             await asyncio.wait_for(worker.wait_ready(), self.config.ready_timeout)
+            self._setup_seconds.append(time.perf_counter() - forked)
         except (SandboxError, TimeoutError, OSError) as exc:
             log.error("worker %d failed to start: %s", worker.pid, exc)
             worker.kill()
