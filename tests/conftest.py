@@ -14,6 +14,8 @@ import pytest
 
 from tilefn.client import Client
 
+pytest_plugins = ["arrays_support"]  # the arrays, and their server, of the test_array*.py modules
+
 STARTUP_TIMEOUT = 60.0
 READY_LINE = "tilefn serving on "
 
