@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import functools
 import json
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -139,18 +140,40 @@ def _close_payload(payload: ArrayPayload | None) -> None:
 
 
 async def _in_thread(work: Callable[[], Any], discard: Callable[[Any], None]) -> Any:
-    """Run blocking work in a thread; if we are cancelled meanwhile, discard its result later."""
-    future = asyncio.get_running_loop().run_in_executor(None, work)
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        future.add_done_callback(functools.partial(_discard_result, discard))
-        raise
+    """Run blocking storage work in a daemon thread; discard its result if nobody waits anymore.
+
+    A daemon thread (not the loop's executor) so that a read stuck in storage can never keep
+    the server from shutting down; the call itself gives up at its deadline.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def run() -> None:
+        try:
+            outcome: tuple[bool, Any] = (True, work())
+        except BaseException as exc:  # carried to the waiting coroutine
+            outcome = (False, exc)
+        try:
+            loop.call_soon_threadsafe(_deliver, future, outcome, discard)
+        except RuntimeError:  # the loop is closed: the server is gone
+            if outcome[0]:
+                discard(outcome[1])
+
+    threading.Thread(target=run, name="tilefn-read", daemon=True).start()
+    return await future
 
 
-def _discard_result(discard: Callable[[Any], None], future: asyncio.Future[Any]) -> None:
-    if not future.cancelled() and future.exception() is None:
-        discard(future.result())
+def _deliver(
+    future: asyncio.Future[Any], outcome: tuple[bool, Any], discard: Callable[[Any], None]
+) -> None:
+    ok, value = outcome
+    if future.cancelled():
+        if ok:
+            discard(value)
+    elif ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
 
 
 def make_catalog(config: ServerConfig) -> ArrayCatalog:
