@@ -46,10 +46,12 @@ class UdfFailedError(SandboxError):
 class WorkerDiedError(SandboxError):
     """The worker exited before finishing its task."""
 
-    def __init__(self, pid: int, returncode: int | None) -> None:
+    def __init__(self, pid: int, returncode: int | None, *, out_of_memory: bool = False) -> None:
         self.pid = pid
         self.returncode = returncode
-        super().__init__(f"the worker process (pid {pid}) {describe_exit(returncode)}")
+        self.out_of_memory = out_of_memory
+        why = " (out of memory)" if out_of_memory else ""
+        super().__init__(f"the worker process (pid {pid}) {describe_exit(returncode)}{why}")
 
 
 class ProtocolViolationError(SandboxError):

@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import _in_cgroups as cgroups
 from . import _in_filesystem as filesystem
 from . import _in_seccomp as seccomp
 
@@ -53,6 +54,8 @@ class SandboxSetup:
     paths: tuple[str, ...]
     #: RLIMIT_AS of each worker, in bytes.
     memory_bytes: int
+    #: This template's cgroup directories (memory, pids); empty when unavailable.
+    cgroups: tuple[str, ...] = ()
     #: The highest capability number the kernel knows (workers have no /proc to ask).
     last_cap: int = 63
     #: Worker slot n runs as uid and gid uid_base + n.
@@ -78,7 +81,8 @@ def prepare(memory_bytes: int) -> SandboxSetup:
     cap_file = Path("/proc/sys/kernel/cap_last_cap")
     last_cap = int(cap_file.read_text()) if cap_file.exists() else 63
     root = tempfile.mkdtemp(prefix="tilefn-root-")
-    return SandboxSetup(root, tuple(filesystem.readable_paths()), memory_bytes, last_cap)
+    paths = tuple(filesystem.readable_paths())
+    return SandboxSetup(root, paths, memory_bytes, cgroups.prepare(), last_cap)
 
 
 #: Why a layer could not be applied in this worker (layer name -> error text).
@@ -92,6 +96,7 @@ def apply_layers(setup: SandboxSetup, slot: int) -> dict[str, bool]:
     """
     os.setsid()
     active = {"session": True}
+    active["cgroups"] = _try("cgroups", cgroups.join, setup.cgroups, slot, setup.memory_bytes)
     active["filesystem"] = _try("filesystem", filesystem.isolate, setup.root, setup.paths)
     for limit, value in {**RLIMITS, resource.RLIMIT_AS: setup.memory_bytes}.items():
         resource.setrlimit(limit, (value, value))

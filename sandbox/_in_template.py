@@ -35,6 +35,7 @@ import pyarrow.ipc  # noqa: F401
 
 from tilefn import codec  # noqa: F401
 
+from . import _in_cgroups as cgroups
 from ._in_execute import warm_up
 from ._in_layers import SandboxSetup, die_with_parent, prepare
 from ._in_worker import worker_main
@@ -52,6 +53,7 @@ class Template:
         self.setup = setup
         self.children: dict[int, int] = {}  # pid -> slot
         self.free_slots = list(range(MAX_SLOTS - 1, -1, -1))
+        self.oom_seen: dict[int, int] = {}  # slot -> OOM kills already reported
         self.wake_r, wake_w = os.pipe()
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w)
@@ -115,9 +117,21 @@ class Template:
                 return
             if pid == 0:
                 return
-            self.free_slots.append(self.children.pop(pid, 0))
+            slot = self.children.pop(pid, 0)
+            self.free_slots.append(slot)
             returncode = os.waitstatus_to_exitcode(status)
-            self.send({"event": "exited", "pid": pid, "returncode": returncode})
+            ooms = cgroups.oom_kills(self.setup.cgroups, slot)
+            out_of_memory = ooms > self.oom_seen.get(slot, 0)
+            self.oom_seen[slot] = ooms
+            event = {"event": "exited", "pid": pid, "returncode": returncode}
+            self.send({**event, "out_of_memory": out_of_memory})
+
+    def reap_all(self) -> None:
+        """Wait for every killed worker, so their cgroups can be removed."""
+        for pid in list(self.children):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        self.children.clear()
 
     def kill_all(self) -> None:
         for pid in list(self.children):
@@ -156,6 +170,8 @@ def main() -> None:
         pass  # the server went away mid-conversation: same as a clean EOF
     finally:
         template.kill_all()
+        template.reap_all()
+        cgroups.remove(setup.cgroups)
         os.rmdir(setup.root)
     sys.exit(0)
 

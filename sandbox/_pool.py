@@ -260,9 +260,10 @@ class WorkerPool:
                 return
         self._fresh.append(worker)
 
-    def _on_exited(self, pid: int, returncode: int | None) -> None:
+    def _on_exited(self, pid: int, returncode: int | None, out_of_memory: bool) -> None:
         worker = self._workers.pop(pid, None)
         if worker is not None:
+            worker.out_of_memory = out_of_memory
             worker.set_exited(returncode)
             self._replenish()
 

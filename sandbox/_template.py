@@ -34,7 +34,7 @@ HELLO_TIMEOUT = 60.0
 MAX_MESSAGE = 4096
 
 SpawnedCallback = Callable[[int, socket.socket, int], None]
-ExitedCallback = Callable[[int, int | None], None]
+ExitedCallback = Callable[[int, int | None, bool], None]
 
 
 def template_environment() -> dict[str, str]:
@@ -129,7 +129,8 @@ class TemplateProcess:
         if event.get("event") == "spawned" and len(fds) == 2:
             self._on_spawned(int(event["pid"]), socket.socket(fileno=fds[0]), fds[1])
         elif event.get("event") == "exited":
-            self._on_exited(int(event["pid"]), event.get("returncode"))
+            oom = event.get("out_of_memory") is True
+            self._on_exited(int(event["pid"]), event.get("returncode"), oom)
         else:
             for fd in fds:
                 os.close(fd)

@@ -61,6 +61,8 @@ class WorkerHandle:
         self.tasks_run = 0
         self.layers: dict[str, bool] = {}
         self.layer_failures: dict[str, str] = {}
+        #: The kernel killed the worker for exceeding its cgroup memory limit.
+        self.out_of_memory = False
         #: The worker said its last task left it unfit for reuse (threads, memory growth).
         self.retire_requested = False
         self._channel = channel
@@ -198,7 +200,7 @@ class WorkerHandle:
             returncode = await asyncio.wait_for(asyncio.shield(self.exited), EXIT_REPORT_TIMEOUT)
         except TimeoutError:
             returncode = None
-        raise WorkerDiedError(self.pid, returncode)
+        raise WorkerDiedError(self.pid, returncode, out_of_memory=self.out_of_memory)
 
 
 def _json(payload: bytes) -> dict[str, Any]:

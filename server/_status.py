@@ -61,6 +61,7 @@ CODES: dict[int, grpc.StatusCode] = {
     R.ERROR_REASON_ARRAY_READ_TOO_LARGE: C.RESOURCE_EXHAUSTED,
     R.ERROR_REASON_ARRAY_READ_FAILED: C.UNAVAILABLE,
     R.ERROR_REASON_RESULT_TOO_LARGE: C.RESOURCE_EXHAUSTED,
+    R.ERROR_REASON_MEMORY_LIMIT: C.RESOURCE_EXHAUSTED,
 }
 
 
@@ -100,11 +101,7 @@ def to_service_error(exc: BaseException) -> ServiceError:
             **exc.metadata,
         )
     if isinstance(exc, WorkerDiedError):
-        return ServiceError(
-            R.ERROR_REASON_WORKER_DIED,
-            f"the worker running the UDF {describe_exit(exc.returncode)} before finishing",
-            returncode=str(exc.returncode),
-        )
+        return _worker_died(exc)
     if isinstance(exc, ProtocolViolationError):
         return ServiceError(
             R.ERROR_REASON_WORKER_PROTOCOL_VIOLATION, f"the worker broke the protocol: {exc}"
@@ -113,6 +110,19 @@ def to_service_error(exc: BaseException) -> ServiceError:
         return ServiceError(R.ERROR_REASON_SHUTTING_DOWN, str(exc))
     log.exception("internal error", exc_info=exc)
     return ServiceError(R.ERROR_REASON_INTERNAL, "internal server error; see the server log")
+
+
+def _worker_died(exc: WorkerDiedError) -> ServiceError:
+    if exc.out_of_memory:
+        return ServiceError(
+            R.ERROR_REASON_MEMORY_LIMIT,
+            "the UDF used more memory than its worker's limit and was stopped",
+        )
+    return ServiceError(
+        R.ERROR_REASON_WORKER_DIED,
+        f"the worker running the UDF {describe_exit(exc.returncode)} before finishing",
+        returncode=str(exc.returncode),
+    )
 
 
 def to_status(error: ServiceError, task_id: str = "") -> RichStatus:

@@ -10,14 +10,20 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from tilefn.client import Client, InvalidRequestError, UdfError, WorkerCrashedError
+from tilefn.client import (
+    Client,
+    InvalidRequestError,
+    ResourceExhaustedError,
+    UdfError,
+    WorkerCrashedError,
+)
 
 from conftest import ServerProcess, process_gone, wait_for
 
@@ -482,3 +488,25 @@ def test_results_and_exceptions_are_never_unpickled(client: Client, tmp_path: Pa
         client.exec(raise_trap)
     assert raised.value.exception_type.endswith("TrapError") and "boom" in raised.value.message
     assert not marker.exists()
+
+
+def test_memory_limit_stops_only_that_worker(make_server: Callable[..., ServerProcess]) -> None:
+    server = make_server("--worker-memory-bytes", str(1536 << 20))
+
+    def hog() -> int:
+        import os
+
+        # memfd pages are charged to the worker's cgroup but are not address space, so the
+        # kernel's OOM killer (not MemoryError) must stop this: 2 GiB against 1.5 GiB.
+        chunk = b"\0" * (64 << 20)
+        fds = [os.memfd_create(f"hog{i}") for i in range(8)]
+        for fd in fds:
+            for _ in range(4):  # 256 MiB each, within RLIMIT_FSIZE
+                os.write(fd, chunk[: (64 << 20) - 1])
+        return len(fds)
+
+    with Client(server.address) as client:
+        with pytest.raises(ResourceExhaustedError) as caught:
+            client.exec(hog)
+        assert caught.value.reason == "ERROR_REASON_MEMORY_LIMIT"
+        assert client.exec(lambda: 1) == 1

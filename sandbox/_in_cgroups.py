@@ -1,0 +1,91 @@
+"""Runs in the template and the worker: per-worker cgroup (v1) limits on memory and processes.
+
+The template makes ``tilefn-<pid>`` under its own memory and pids cgroups; each worker, still
+root and before it leaves the host's filesystem view, moves itself into ``w<slot>`` there with
+``memory.limit_in_bytes`` (swap included where the kernel accounts it) and ``pids.max`` set. The
+kernel then kills only that worker when it exceeds its memory, and the template reads the OOM
+counter when it reaps the worker so the server can say why it died.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+ROOT = Path("/sys/fs/cgroup")
+CONTROLLERS = ("memory", "pids")
+PIDS_MAX = 256
+
+
+def prepare() -> tuple[str, ...]:
+    """Create this template's cgroups; empty when cgroup v1 controllers are not writable."""
+    own = _own_paths()
+    bases = []
+    for controller in CONTROLLERS:
+        if controller not in own:
+            return ()
+        parent = ROOT / controller / own[controller].lstrip("/")
+        base = parent / f"tilefn-{os.getpid()}"
+        _remove_stale(parent)
+        try:
+            base.mkdir(exist_ok=True)
+        except OSError:
+            return ()
+        bases.append(str(base))
+    return tuple(bases)
+
+
+def _own_paths() -> dict[str, str]:
+    paths = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            for controller in controllers.split(","):
+                paths[controller] = path
+    return paths
+
+
+def join(bases: tuple[str, ...], slot: int, memory_bytes: int) -> None:
+    """Move the calling worker into its slot's cgroups with their limits set."""
+    if not bases:
+        raise OSError(95, "cgroup v1 memory and pids controllers are not available")
+    for base in bases:
+        group = Path(base, f"w{slot}")
+        group.mkdir(exist_ok=True)
+        if base.startswith(str(ROOT / "memory")):
+            (group / "memory.limit_in_bytes").write_text(str(memory_bytes))
+            with contextlib.suppress(OSError):  # only where swap accounting is on
+                (group / "memory.memsw.limit_in_bytes").write_text(str(memory_bytes))
+        else:
+            (group / "pids.max").write_text(str(PIDS_MAX))
+        (group / "cgroup.procs").write_text(str(os.getpid()))
+
+
+def oom_kills(bases: tuple[str, ...], slot: int) -> int:
+    """How many times the kernel's OOM killer has struck in this slot's memory cgroup."""
+    for base in bases:
+        control = Path(base, f"w{slot}", "memory.oom_control")
+        with contextlib.suppress(OSError):
+            for line in control.read_text().splitlines():
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    return 0
+
+
+def _remove_stale(parent: Path) -> None:
+    """Remove groups left by templates that were killed before they could clean up."""
+    for stale in parent.glob("tilefn-*"):
+        pid = stale.name.removeprefix("tilefn-")
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            remove((str(stale),))
+
+
+def remove(bases: tuple[str, ...]) -> None:
+    """Remove the template's cgroups (their workers must have exited)."""
+    for base in bases:
+        for group in Path(base).glob("w*"):
+            with contextlib.suppress(OSError):
+                group.rmdir()
+        with contextlib.suppress(OSError):
+            Path(base).rmdir()
