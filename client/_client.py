@@ -8,8 +8,15 @@ from collections.abc import Sequence
 from typing import Any, Self
 
 import grpc
+from google.protobuf import json_format
 
-from tilefn.v1 import array_service_pb2, array_service_pb2_grpc, udf_service_pb2_grpc
+from tilefn.v1 import (
+    array_service_pb2,
+    array_service_pb2_grpc,
+    server_info_pb2,
+    server_info_pb2_grpc,
+    udf_service_pb2_grpc,
+)
 
 from ._arrays import ArrayInfo, ArrayRead, as_read, schema_dict
 from ._exceptions import from_rpc_error
@@ -27,6 +34,7 @@ class _ClientBase:
         self._channel = channel
         self._udf = udf_service_pb2_grpc.UdfServiceStub(channel)
         self._arrays = array_service_pb2_grpc.ArrayServiceStub(channel)
+        self._info = server_info_pb2_grpc.ServerInfoServiceStub(channel)
         self.options = options or Options()
 
     def with_options(self, **changes: Any) -> Self:
@@ -117,6 +125,14 @@ class Client(_ClientBase):
             found += [ArrayInfo(a.uri, a.namespace, a.sparse) for a in page.arrays]
             if not (token := page.next_page_token):
                 return found
+
+    def server_info(self) -> dict[str, Any]:
+        """The server's version, worker Python version, sandbox layers and limits."""
+        try:
+            reply = self._info.GetServerInfo(server_info_pb2.GetServerInfoRequest(), timeout=30)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return json_format.MessageToDict(reply, preserving_proto_field_name=True)
 
     def schema(self, array: str) -> dict[str, Any]:
         """An array's schema: dimensions (with domains), attributes, cell order, sparsity."""

@@ -20,12 +20,15 @@ from tilefn.sandbox import WorkerPool
 from tilefn.v1 import (
     array_service_pb2,
     array_service_pb2_grpc,
+    server_info_pb2,
+    server_info_pb2_grpc,
     udf_service_pb2,
     udf_service_pb2_grpc,
 )
 
 from ._array_service import ArrayService
 from ._config import ServerConfig
+from ._info_service import ServerInfoService
 from ._staging import make_catalog
 from ._udf_service import UdfService
 
@@ -33,6 +36,7 @@ log = logging.getLogger(__name__)
 
 UDF_SERVICE = udf_service_pb2.DESCRIPTOR.services_by_name["UdfService"].full_name
 ARRAY_SERVICE = array_service_pb2.DESCRIPTOR.services_by_name["ArrayService"].full_name
+INFO_SERVICE = server_info_pb2.DESCRIPTOR.services_by_name["ServerInfoService"].full_name
 #: Headroom above max_request_bytes so oversized requests reach our handler and get a clear error.
 RECEIVE_SLACK = 1 << 20
 
@@ -60,10 +64,13 @@ class TilefnServer:
         self._udf = UdfService(self.config, self.pool, catalog)
         udf_service_pb2_grpc.add_UdfServiceServicer_to_server(self._udf, server)
         array_service_pb2_grpc.add_ArrayServiceServicer_to_server(ArrayService(catalog), server)
+        info = ServerInfoService(self.config, self.pool)
+        server_info_pb2_grpc.add_ServerInfoServiceServicer_to_server(info, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         names = (
             UDF_SERVICE,
             ARRAY_SERVICE,
+            INFO_SERVICE,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         )

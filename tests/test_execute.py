@@ -15,8 +15,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+import tilefn
 from tilefn.client import AsyncClient, Client, Source
-from tilefn.client._request import Options, build_request
+from tilefn.client._request import PYTHON_VERSION, Options, build_request
 from tilefn.v1 import udf_service_pb2_grpc
 
 from conftest import ServerProcess
@@ -208,7 +209,8 @@ def test_health_and_reflection(server: ServerProcess) -> None:
         request = reflection_pb2.ServerReflectionRequest(list_services="")
         (reply,) = list(stub.ServerReflectionInfo(iter([request]), timeout=10))
         names = {s.name for s in reply.list_services_response.service}
-    assert {"tilefn.v1.UdfService", "grpc.health.v1.Health"} <= names
+    assert {"tilefn.v1.UdfService", "tilefn.v1.ArrayService", "grpc.health.v1.Health"} <= names
+    assert "tilefn.v1.ServerInfoService" in names
 
 
 def test_summary_and_task_id(client: Client) -> None:
@@ -216,3 +218,16 @@ def test_summary_and_task_id(client: Client) -> None:
     list(stream)
     assert len(stream.task_id) == 32 and stream.summary is not None
     assert stream.summary.rows == 1000 and stream.summary.peak_memory_bytes > 0
+
+
+def test_server_info(client: Client) -> None:
+    info = client.server_info()
+    assert info["version"] == tilefn.__version__
+    assert info["python_version"] == PYTHON_VERSION
+    sandbox = info["sandbox"]
+    assert sandbox["mode"] == "strict" and "unavailable_layers" not in sandbox
+    expected = {"filesystem", "distinct_uid", "seccomp", "cgroups", "capabilities_dropped"}
+    assert expected <= set(sandbox["active_layers"])
+    limits = info["limits"]
+    assert limits["max_request_bytes"] == str(8 << 20)  # the shared server's flag
+    assert limits["default_timeout"] == "300s" and limits["min_chunk_bytes"] == 64 * 1024
