@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 import json
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 HEADER = struct.Struct("!BI")
@@ -83,7 +83,6 @@ class TaskSpec:
     kwargs: tuple[tuple[str, ArgSpec], ...] = ()
     max_chunk_bytes: int = 1 << 20
     compression: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
     #: Sealed memfds holding array data ("arrays" arguments refer to them by index); they travel
     #: with the TASK frame's header as SCM_RIGHTS.
     fds: tuple[int, ...] = ()
@@ -101,7 +100,6 @@ def encode_task(task: TaskSpec) -> list[bytes]:
             "lengths": [len(b) for b in blobs],
             "max_chunk_bytes": task.max_chunk_bytes,
             "compression": task.compression,
-            "labels": task.labels,
         }
     ).encode()
     size = TASK_HEADER.size + len(header) + sum(len(b) for b in blobs)
@@ -129,7 +127,6 @@ def decode_task(payload: memoryview, fds: tuple[int, ...] = ()) -> TaskSpec:
         kwargs=kwargs,
         max_chunk_bytes=header["max_chunk_bytes"],
         compression=header["compression"],
-        labels=header["labels"],
         fds=fds,
     )
 

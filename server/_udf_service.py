@@ -17,7 +17,7 @@ from tilefn.v1 import udf_service_pb2_grpc
 
 from ._arrays import ArrayCatalog
 from ._config import ServerConfig
-from ._request import plan_execution
+from ._request import Execution, plan_execution
 from ._staging import StagedArrays
 from ._status import TASK_ID_KEY, R, ServiceError, status_mapped
 
@@ -47,27 +47,10 @@ class UdfService(udf_service_pb2_grpc.UdfServiceServicer):
         execution = plan_execution(request, self._config)
         yield pb.ExecuteUdfResponse(task=pb.TaskInfo(task_id=task_id))
         log.info("task %s started", task_id)
-        deadline = asyncio.get_running_loop().time() + execution.timeout
         staged = StagedArrays(self._catalog, self._config)
-        sent = 0
         try:
-            async with asyncio.timeout_at(deadline):  # reading the arrays counts too
-                task = await staged.stage(execution.task, request)
-            async with self._pool.lease(DEFAULT_NAMESPACE) as worker:
-                frames = worker.run(task, staged.provide)
-                while True:
-                    # The timeout covers the worker, not time spent waiting on a slow reader.
-                    async with asyncio.timeout_at(deadline):
-                        item = await anext(frames, None)
-                    if item is None:
-                        break
-                    if isinstance(item, TaskSummary):
-                        yield pb.ExecuteUdfResponse(summary=_summary(task_id, item))
-                        continue
-                    sent += len(item)
-                    if sent > execution.max_result_bytes:
-                        raise _too_large(execution.max_result_bytes)
-                    yield pb.ExecuteUdfResponse(ipc=item)
+            async for response in self._run(execution, request, staged, task_id):
+                yield response
         except TimeoutError:
             raise ServiceError(
                 R.ERROR_REASON_TIMEOUT,
@@ -77,6 +60,37 @@ class UdfService(udf_service_pb2_grpc.UdfServiceServicer):
         finally:
             staged.close()
             log.info("task %s ended", task_id)
+
+    async def _run(
+        self,
+        execution: Execution,
+        request: pb.ExecuteUdfRequest,
+        staged: StagedArrays,
+        task_id: str,
+    ) -> AsyncIterator[pb.ExecuteUdfResponse]:
+        """Read the arrays, lease a worker, relay its frames; TimeoutError past the deadline."""
+        deadline = asyncio.get_running_loop().time() + execution.timeout
+        async with asyncio.timeout_at(deadline):  # reading the arrays counts too
+            task = await staged.stage(execution.task, request)
+        sent = 0
+        async with self._pool.lease(DEFAULT_NAMESPACE) as worker:
+            frames = worker.run(task, staged.provide)
+            # The deadline covers the worker, not time spent waiting on a slow reader.
+            while (item := await _next_before(frames, deadline)) is not None:
+                if isinstance(item, TaskSummary):
+                    yield pb.ExecuteUdfResponse(summary=_summary(task_id, item))
+                    continue
+                sent += len(item)
+                if sent > execution.max_result_bytes:
+                    raise _too_large(execution.max_result_bytes)
+                yield pb.ExecuteUdfResponse(ipc=item)
+
+
+async def _next_before(
+    frames: AsyncIterator[bytes | TaskSummary], deadline: float
+) -> bytes | TaskSummary | None:
+    async with asyncio.timeout_at(deadline):
+        return await anext(frames, None)
 
 
 def _too_large(limit: int) -> ServiceError:
