@@ -41,6 +41,7 @@ from ._in_layers import SandboxSetup, die_with_parent, prepare
 from ._in_worker import worker_main
 
 MAX_SPAWN = 64
+CHANNEL_BUFFER = 4 << 20
 #: Distinct uids available to live workers.
 MAX_SLOTS = 1024
 
@@ -96,6 +97,9 @@ class Template:
             return  # every uid slot is busy; the parent asks again as workers exit
         slot = self.free_slots.pop()
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        for end in (parent_end, child_end):  # room for whole result chunks: fewer wakeups
+            end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CHANNEL_BUFFER)
+            end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, CHANNEL_BUFFER)
         template_pid = os.getpid()
         pid = os.fork()
         if pid == 0:

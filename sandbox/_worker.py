@@ -21,7 +21,7 @@ from ._protocol import HEADER, MAX_CONTROL_FRAME, WORKER_REASONS, FrameType, Tas
 
 #: How long to wait for the template's exit report once a worker's channel hits EOF.
 EXIT_REPORT_TIMEOUT = 5.0
-RECV_SIZE = 256 * 1024
+RECV_SIZE = 1 << 20
 
 
 @dataclass(frozen=True)
