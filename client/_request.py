@@ -61,6 +61,10 @@ class Options:
     max_chunk_bytes: int = 0
     #: The most bytes of Arrow IPC the result may have; 0 means the server's maximum.
     max_result_bytes: int = 0
+    #: The most memory the UDF's worker may use, in bytes; 0 means the server's limit.
+    memory_bytes: int = 0
+    #: The most CPU seconds the UDF may use; None means no limit but the timeout.
+    cpu_time: float | None = None
 
     def deadline(self) -> float | None:
         """The gRPC deadline: a margin past the UDF timeout so the server's own error wins."""
@@ -83,10 +87,13 @@ def build_request(
     execution = udf_pb2.ExecutionOptions(
         max_chunk_bytes=options.max_chunk_bytes,
         max_result_bytes=options.max_result_bytes,
+        memory_bytes=options.memory_bytes,
         compression=COMPRESSION[options.compression],
     )
     if options.timeout is not None:
         execution.timeout.FromTimedelta(timedelta(seconds=options.timeout))
+    if options.cpu_time is not None:
+        execution.cpu_time.FromTimedelta(timedelta(seconds=options.cpu_time))
     return udf_service_pb2.ExecuteUdfRequest(
         udf=udf_spec(fn),
         args=[encode_argument(a) for a in args],

@@ -89,3 +89,15 @@ def remove(bases: tuple[str, ...]) -> None:
                 group.rmdir()
         with contextlib.suppress(OSError):
             Path(base).rmdir()
+
+
+def set_memory(bases: tuple[str, ...], slot: int, memory_bytes: int) -> None:
+    """Change a slot's memory limit (from the template, which is root)."""
+    for base in bases:
+        if base.startswith(str(ROOT / "memory")):
+            group = Path(base, f"w{slot}")
+            with contextlib.suppress(OSError):  # lowering memsw first keeps memsw >= memory
+                (group / "memory.memsw.limit_in_bytes").write_text(str(memory_bytes))
+            (group / "memory.limit_in_bytes").write_text(str(memory_bytes))
+            with contextlib.suppress(OSError):
+                (group / "memory.memsw.limit_in_bytes").write_text(str(memory_bytes))

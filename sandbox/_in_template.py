@@ -90,7 +90,20 @@ class Template:
         if request.get("op") == "spawn":
             for _ in range(max(0, min(int(request.get("count", 1)), MAX_SPAWN))):
                 self.spawn()
+        elif request.get("op") == "limit":
+            self.limit(int(request["pid"]), int(request["memory"]))
         return True
+
+    def limit(self, pid: int, memory_bytes: int) -> None:
+        """Set a worker's memory limit for its next task; the worker cannot undo it."""
+        error = ""
+        try:
+            if pid not in self.children:
+                raise ProcessLookupError(f"no worker {pid}")
+            cgroups.set_memory(self.setup.cgroups, self.children[pid], memory_bytes)
+        except (OSError, ValueError) as exc:
+            error = str(exc)[:200]
+        self.send({"event": "limited", "pid": pid, "error": error})
 
     def spawn(self) -> None:
         if not self.free_slots:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 import os
 import resource
 import signal
@@ -126,6 +127,7 @@ def _fetch_batch(channel: socket.socket, stream: int) -> tuple[bytes, tuple[int,
 def _serve(channel: socket.socket, task: TaskSpec, scratch: tuple[str, ...] | None) -> None:
     """Run one task; ``scratch`` is the bound paths when /tmp is private (then it is wiped)."""
     started, cpu_started = time.perf_counter(), time.process_time()
+    _limit_cpu(task.cpu_seconds)
     captured = BoundedText()
     sys.stdout = sys.stderr = captured
     try:
@@ -136,7 +138,7 @@ def _serve(channel: socket.socket, task: TaskSpec, scratch: tuple[str, ...] | No
         ipc_bytes = execute.write_stream(channel, schema, batches, task)
     except execute.TaskFailure as failure:
         body = _failure_body(failure)
-        body["retire"] = _tidy(scratch)
+        body["retire"] = _tidy(scratch) or task.cpu_seconds > 0
         channel.sendall(control_frame(FrameType.FAILED, body))
         return
     finally:
@@ -144,7 +146,7 @@ def _serve(channel: socket.socket, task: TaskSpec, scratch: tuple[str, ...] | No
         for fd in task.fds:
             os.close(fd)
     done: dict[str, object] = {
-        "retire": _tidy(scratch),
+        "retire": _tidy(scratch) or task.cpu_seconds > 0,
         "rows": batches.rows,
         "batches": batches.batches,
         "ipc_bytes": ipc_bytes,
@@ -154,6 +156,16 @@ def _serve(channel: socket.socket, task: TaskSpec, scratch: tuple[str, ...] | No
         "output_chars": captured.size + captured.dropped,
     }
     channel.sendall(control_frame(FrameType.DONE, done))
+
+
+def _limit_cpu(seconds: float) -> None:
+    """SIGXCPU once the task has used ``seconds`` of CPU, SIGKILL a second later.
+
+    The hard limit can only go down, so a CPU-limited worker is retired after its task.
+    """
+    if seconds > 0:
+        soft = math.ceil(time.process_time() + seconds)
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 1))
 
 
 def _tidy(scratch: tuple[str, ...] | None) -> bool:

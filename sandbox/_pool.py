@@ -121,12 +121,16 @@ class WorkerPool:
             )
 
     @contextlib.asynccontextmanager
-    async def lease(self, namespace: str) -> AsyncIterator[WorkerHandle]:
-        """Hold a worker for one task; it is killed unless the task ended cleanly."""
+    async def lease(self, namespace: str, *, fresh: bool = False) -> AsyncIterator[WorkerHandle]:
+        """Hold a worker for one task; it is killed unless the task ended cleanly.
+
+        ``fresh`` asks for a worker that has run nothing (needed to lower its memory limit).
+        """
         if self._closed or self._slots is None:
             raise PoolClosedError("the worker pool is closed")
         async with self._slots:
-            worker = self._take_reusable(namespace) or await self._take_fresh()
+            reused = None if fresh else self._take_reusable(namespace)
+            worker = reused or await self._take_fresh()
             self._leased += 1
             clean = False
             try:
@@ -138,6 +142,18 @@ class WorkerPool:
             finally:
                 self._leased -= 1
                 self._give_back(worker, namespace, clean)
+
+    async def limit(self, worker: WorkerHandle, memory_bytes: int) -> None:
+        """Set a leased worker's memory limit for its next task (0: the pool's default).
+
+        Lowering the limit may fail on a worker that already holds more memory: lease a fresh
+        worker for a custom limit.
+        """
+        wanted = memory_bytes or self.config.worker_memory_bytes
+        if wanted == (worker.memory_limit or self.config.worker_memory_bytes):
+            return  # unchanged: no round trip to the template
+        await self._template.set_memory_limit(worker.pid, wanted)
+        worker.memory_limit = wanted
 
     def stats(self) -> PoolStats:
         return PoolStats(

@@ -83,6 +83,8 @@ class TaskSpec:
     kwargs: tuple[tuple[str, ArgSpec], ...] = ()
     max_chunk_bytes: int = 1 << 20
     compression: str | None = None
+    #: CPU seconds the task may use (0: no limit); a limited worker is retired afterwards.
+    cpu_seconds: float = 0.0
     #: Sealed memfds holding array data ("arrays" arguments refer to them by index); they travel
     #: with the TASK frame's header as SCM_RIGHTS.
     fds: tuple[int, ...] = ()
@@ -100,6 +102,7 @@ def encode_task(task: TaskSpec) -> list[bytes]:
             "lengths": [len(b) for b in blobs],
             "max_chunk_bytes": task.max_chunk_bytes,
             "compression": task.compression,
+            "cpu_seconds": task.cpu_seconds,
         }
     ).encode()
     size = TASK_HEADER.size + len(header) + sum(len(b) for b in blobs)
@@ -127,6 +130,7 @@ def decode_task(payload: memoryview, fds: tuple[int, ...] = ()) -> TaskSpec:
         kwargs=kwargs,
         max_chunk_bytes=header["max_chunk_bytes"],
         compression=header["compression"],
+        cpu_seconds=header["cpu_seconds"],
         fds=fds,
     )
 

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ._errors import PoolClosedError
+from ._errors import PoolClosedError, SandboxError
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ class TemplateProcess:
         self._on_exited: ExitedCallback | None = None
         self._on_lost: Callable[[], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._limit_waiters: dict[int, asyncio.Future[str]] = {}
 
     @property
     def pid(self) -> int | None:
@@ -110,6 +111,21 @@ class TemplateProcess:
         except OSError as exc:
             raise PoolClosedError(f"the worker template is gone: {exc}") from exc
 
+    async def set_memory_limit(self, pid: int, memory_bytes: int) -> None:
+        """Have the template set a worker's memory limit; wait for it to confirm."""
+        if self._control is None or self._loop is None:
+            raise PoolClosedError("the worker template is not running")
+        done = self._loop.create_future()
+        self._limit_waiters[pid] = done
+        request = {"op": "limit", "pid": pid, "memory": memory_bytes}
+        try:
+            self._control.send(json.dumps(request).encode())
+            error = await done
+        finally:
+            self._limit_waiters.pop(pid, None)
+        if error:
+            raise SandboxError(f"could not set the worker's limits: {error}")
+
     def _on_readable(self) -> None:
         assert self._control is not None
         while True:
@@ -128,6 +144,10 @@ class TemplateProcess:
         assert self._on_spawned and self._on_exited
         if event.get("event") == "spawned" and len(fds) == 2:
             self._on_spawned(int(event["pid"]), socket.socket(fileno=fds[0]), fds[1])
+        elif event.get("event") == "limited":
+            waiter = self._limit_waiters.get(int(event["pid"]))
+            if waiter is not None and not waiter.done():
+                waiter.set_result(str(event.get("error", "")))
         elif event.get("event") == "exited":
             oom = event.get("out_of_memory") is True
             self._on_exited(int(event["pid"]), event.get("returncode"), oom)

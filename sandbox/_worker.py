@@ -61,6 +61,8 @@ class WorkerHandle:
         self.tasks_run = 0
         self.layers: dict[str, bool] = {}
         self.layer_failures: dict[str, str] = {}
+        #: The memory limit the template last set for this worker; None: the pool's default.
+        self.memory_limit: int | None = None
         #: The kernel killed the worker for exceeding its cgroup memory limit.
         self.out_of_memory = False
         #: The worker said its last task left it unfit for reuse (threads, memory growth).

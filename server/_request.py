@@ -31,6 +31,7 @@ class Execution:
     task: TaskSpec
     timeout: float
     max_result_bytes: int
+    memory_bytes: int
 
 
 def plan_execution(request: udf_service_pb2.ExecuteUdfRequest, config: ServerConfig) -> Execution:
@@ -56,9 +57,11 @@ def plan_execution(request: udf_service_pb2.ExecuteUdfRequest, config: ServerCon
             ),
             max_chunk_bytes=_chunk_bytes(options.max_chunk_bytes),
             compression=_compression(options.compression),
+            cpu_seconds=_cpu_limit(options, config),
         ),
         timeout=_timeout(options, config),
         max_result_bytes=_result_limit(options.max_result_bytes, config),
+        memory_bytes=_memory_limit(options.memory_bytes, config),
     )
 
 
@@ -165,3 +168,24 @@ def _result_limit(requested: int, config: ServerConfig) -> int:
             option="max_result_bytes",
         )
     return requested or config.max_result_bytes
+
+
+def _memory_limit(requested: int, config: ServerConfig) -> int:
+    if requested > config.pool.worker_memory_bytes:
+        raise ServiceError(
+            R.ERROR_REASON_OPTION_INVALID,
+            f"memory_bytes may be at most {config.pool.worker_memory_bytes}; got {requested}",
+            option="memory_bytes",
+        )
+    return requested
+
+
+def _cpu_limit(options: udf_pb2.ExecutionOptions, config: ServerConfig) -> float:
+    seconds = options.cpu_time.ToTimedelta().total_seconds() if options.HasField("cpu_time") else 0
+    if seconds < 0 or seconds > config.max_timeout:
+        raise ServiceError(
+            R.ERROR_REASON_OPTION_INVALID,
+            f"cpu_time must be between 0 and {config.max_timeout} seconds; got {seconds}",
+            option="cpu_time",
+        )
+    return seconds

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -62,6 +63,7 @@ CODES: dict[int, grpc.StatusCode] = {
     R.ERROR_REASON_ARRAY_READ_FAILED: C.UNAVAILABLE,
     R.ERROR_REASON_RESULT_TOO_LARGE: C.RESOURCE_EXHAUSTED,
     R.ERROR_REASON_MEMORY_LIMIT: C.RESOURCE_EXHAUSTED,
+    R.ERROR_REASON_CPU_LIMIT: C.RESOURCE_EXHAUSTED,
 }
 
 
@@ -113,6 +115,10 @@ def to_service_error(exc: BaseException) -> ServiceError:
 
 
 def _worker_died(exc: WorkerDiedError) -> ServiceError:
+    if exc.returncode == -signal.SIGXCPU:
+        return ServiceError(
+            R.ERROR_REASON_CPU_LIMIT, "the UDF used more CPU time than its cpu_time limit"
+        )
     if exc.out_of_memory:
         return ServiceError(
             R.ERROR_REASON_MEMORY_LIMIT,

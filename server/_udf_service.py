@@ -73,7 +73,9 @@ class UdfService(udf_service_pb2_grpc.UdfServiceServicer):
         async with asyncio.timeout_at(deadline):  # reading the arrays counts too
             task = await staged.stage(execution.task, request)
         sent = 0
-        async with self._pool.lease(DEFAULT_NAMESPACE) as worker:
+        custom_memory = execution.memory_bytes != 0
+        async with self._pool.lease(DEFAULT_NAMESPACE, fresh=custom_memory) as worker:
+            await self._pool.limit(worker, execution.memory_bytes)
             frames = worker.run(task, staged.provide)
             # The deadline covers the worker, not time spent waiting on a slow reader.
             while (item := await _next_before(frames, deadline)) is not None:
