@@ -124,16 +124,20 @@ def _argument(label: str, arg: udf_pb2.Argument) -> ArgSpec:
     )
 
 
+def _in_range(option: str, value: float, low: float, high: float) -> None:
+    """Refuse an option outside [low, high] with OPTION_INVALID naming it."""
+    if not low <= value <= high:
+        raise ServiceError(
+            R.ERROR_REASON_OPTION_INVALID,
+            f"{option} must be between {low:g} and {high:g}; got {value:g}",
+            option=option,
+        )
+
+
 def _chunk_bytes(requested: int) -> int:
     if requested == 0:
         return DEFAULT_CHUNK_BYTES
-    if not MIN_CHUNK_BYTES <= requested <= MAX_CHUNK_BYTES:
-        raise ServiceError(
-            R.ERROR_REASON_OPTION_INVALID,
-            f"max_chunk_bytes must be between {MIN_CHUNK_BYTES} and {MAX_CHUNK_BYTES}, "
-            f"or 0 for the default; got {requested}",
-            option="max_chunk_bytes",
-        )
+    _in_range("max_chunk_bytes", requested, MIN_CHUNK_BYTES, MAX_CHUNK_BYTES)
     return requested
 
 
@@ -151,41 +155,21 @@ def _timeout(options: udf_pb2.ExecutionOptions, config: ServerConfig) -> float:
     if not options.HasField("timeout"):
         return config.default_timeout
     seconds = options.timeout.ToTimedelta().total_seconds()
-    if seconds < 0 or seconds > config.max_timeout:
-        raise ServiceError(
-            R.ERROR_REASON_OPTION_INVALID,
-            f"timeout must be between 0 and {config.max_timeout} seconds; got {seconds}",
-            option="timeout",
-        )
+    _in_range("timeout", seconds, 0, config.max_timeout)
     return seconds or config.default_timeout
 
 
 def _result_limit(requested: int, config: ServerConfig) -> int:
-    if requested > config.max_result_bytes:
-        raise ServiceError(
-            R.ERROR_REASON_OPTION_INVALID,
-            f"max_result_bytes may be at most {config.max_result_bytes}; got {requested}",
-            option="max_result_bytes",
-        )
+    _in_range("max_result_bytes", requested, 0, config.max_result_bytes)
     return requested or config.max_result_bytes
 
 
 def _memory_limit(requested: int, config: ServerConfig) -> int:
-    if requested > config.pool.worker_memory_bytes:
-        raise ServiceError(
-            R.ERROR_REASON_OPTION_INVALID,
-            f"memory_bytes may be at most {config.pool.worker_memory_bytes}; got {requested}",
-            option="memory_bytes",
-        )
+    _in_range("memory_bytes", requested, 0, config.pool.worker_memory_bytes)
     return requested
 
 
 def _cpu_limit(options: udf_pb2.ExecutionOptions, config: ServerConfig) -> float:
     seconds = options.cpu_time.ToTimedelta().total_seconds() if options.HasField("cpu_time") else 0
-    if seconds < 0 or seconds > config.max_timeout:
-        raise ServiceError(
-            R.ERROR_REASON_OPTION_INVALID,
-            f"cpu_time must be between 0 and {config.max_timeout} seconds; got {seconds}",
-            option="cpu_time",
-        )
+    _in_range("cpu_time", seconds, 0, config.max_timeout)
     return seconds
