@@ -28,7 +28,7 @@ from ._exceptions import (
     WorkerCrashedError,
 )
 from ._request import Options, Registered, Source
-from ._result import AsyncResultStream, ResultStream
+from ._result import AsyncResultStream, ResultStream, Summary
 
 __all__ = [
     "ArrayInfo",
@@ -48,6 +48,7 @@ __all__ = [
     "ResourceExhaustedError",
     "ResultStream",
     "Source",
+    "Summary",
     "TilefnError",
     "UdfError",
     "UdfTimeoutError",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -15,13 +16,38 @@ from ._exceptions import from_rpc_error
 from ._ipc import StreamDecoder
 
 
+@dataclass(frozen=True)
+class Summary:
+    """What an execution cost and produced (sent by the server after the result)."""
+
+    task_id: str
+    rows: int
+    batches: int
+    ipc_bytes: int
+    wall_seconds: float
+    cpu_seconds: float
+    peak_memory_bytes: int
+
+    @classmethod
+    def from_proto(cls, summary: udf_service_pb2.ExecutionSummary) -> Summary:
+        return cls(
+            task_id=summary.task_id,
+            rows=summary.rows,
+            batches=summary.batches,
+            ipc_bytes=summary.ipc_bytes,
+            wall_seconds=summary.wall_time.ToNanoseconds() / 1e9,
+            cpu_seconds=summary.cpu_time.ToNanoseconds() / 1e9,
+            peak_memory_bytes=summary.peak_memory_bytes,
+        )
+
+
 class _Responses:
     """State shared by the sync and async streams: call, task id, decoder, summary."""
 
     def __init__(self, call: Any) -> None:
         self._call = call
         self.task_id = ""
-        self.summary: udf_service_pb2.ExecutionSummary | None = None
+        self.summary: Summary | None = None
         self._decoder = StreamDecoder()
 
     @property
@@ -40,7 +66,7 @@ class _Responses:
         if kind == "task":
             self.task_id = response.task.task_id
         elif kind == "summary":
-            self.summary = response.summary
+            self.summary = Summary.from_proto(response.summary)
         return []
 
     def _finish(self) -> None:

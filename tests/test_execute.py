@@ -218,6 +218,7 @@ def test_summary_and_task_id(client: Client) -> None:
     list(stream)
     assert len(stream.task_id) == 32 and stream.summary is not None
     assert stream.summary.rows == 1000 and stream.summary.peak_memory_bytes > 0
+    assert stream.summary.task_id == stream.task_id and stream.summary.wall_seconds > 0
 
 
 def test_server_info(client: Client) -> None:
