@@ -5,6 +5,9 @@ PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 50051
 DATA   ?= data
+# strict: refuse to run unless every sandbox layer works (needs root on Linux x86-64);
+# degraded: run with whatever isolation the machine allows (see docs/SECURITY.md).
+SANDBOX ?= strict
 # Reinstall when dependencies change or modules are added/removed (strict editable installs
 # link each file, so a new module needs a reinstall).
 PKG_DIRS := protos/tilefn protos/tilefn/v1 codec sandbox server client
@@ -45,7 +48,7 @@ run: $(STAMP)
 	@echo
 	@echo "Stop with Ctrl-C (in-flight calls are drained first)."
 	@echo
-	$(PY) -m tilefn.server --host $(HOST) --port $(PORT) --data-root $(DATA)
+	$(PY) -m tilefn.server --host $(HOST) --port $(PORT) --data-root $(DATA) --sandbox $(SANDBOX)
 
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest
