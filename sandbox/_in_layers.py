@@ -1,11 +1,13 @@
 """Runs inside the worker: confinement applied to itself before it reads any client byte.
 
-In order: a session of its own (signals to "its group" reach only itself); private mount,
+In order: a session of its own (signals to "its group" reach only itself); its slot's memory
+and pids cgroups (``_in_cgroups``); private mount,
 network, IPC and UTS namespaces with a minimal read-only filesystem (``_in_filesystem``);
 resource limits; an empty capability bounding set; a distinct unprivileged uid/gid for its slot;
-empty capability sets; non-dumpable; ``no_new_privs``; the seccomp filter (``_in_seccomp``).
+empty capability sets; non-dumpable; ``no_new_privs``; Landlock (``_in_landlock``, where the
+kernel has it); the seccomp filter (``_in_seccomp``).
 Each reports whether it is active; the worker sends the report with READY and the server logs
-it. Not yet: a PID namespace, Landlock and per-worker cgroups.
+it. Not yet: a PID namespace.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from . import _in_cgroups as cgroups
 from . import _in_filesystem as filesystem
+from . import _in_landlock as landlock
 from . import _in_seccomp as seccomp
 
 PR_SET_PDEATHSIG = 1
@@ -107,6 +110,7 @@ def apply_layers(setup: SandboxSetup, slot: int) -> dict[str, bool]:
     prctl(PR_SET_DUMPABLE, 0)
     prctl(PR_SET_NO_NEW_PRIVS, 1)
     active["non_dumpable"] = active["no_new_privs"] = True
+    active["landlock"] = _try("landlock", landlock.restrict)
     active["seccomp"] = seccomp.available()
     if active["seccomp"]:
         seccomp.install(seccomp.build(os.getpid()))

@@ -30,6 +30,9 @@ from ._worker import WorkerHandle
 
 log = logging.getLogger(__name__)
 
+#: Layers strict mode does without when the kernel lacks them (they back up other layers).
+OPTIONAL_LAYERS = frozenset({"landlock"})
+
 
 @dataclass(frozen=True)
 class PoolConfig:
@@ -112,7 +115,7 @@ class WorkerPool:
         except TimeoutError:
             await self.close()
             raise SandboxUnavailableError("no worker became ready; see the log") from None
-        missing = sorted(k for k, v in layers.items() if not v)
+        missing = sorted(k for k, v in layers.items() if not v and k not in OPTIONAL_LAYERS)
         if missing and self.config.sandbox == "strict":
             await self.close()
             raise SandboxUnavailableError(

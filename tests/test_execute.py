@@ -227,7 +227,14 @@ def test_server_info(client: Client) -> None:
     assert info["python_version"] == PYTHON_VERSION
     sandbox = info["sandbox"]
     assert sandbox["mode"] == "strict" and "unavailable_layers" not in sandbox
-    expected = {"filesystem", "distinct_uid", "seccomp", "cgroups", "capabilities_dropped"}
+    expected = {
+        "filesystem",
+        "distinct_uid",
+        "seccomp",
+        "cgroups",
+        "capabilities_dropped",
+        "landlock",
+    }
     assert expected <= set(sandbox["active_layers"])
     limits = info["limits"]
     assert limits["max_request_bytes"] == str(8 << 20)  # the shared server's flag
