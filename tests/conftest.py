@@ -143,3 +143,29 @@ def _no_leaked_workers(request: pytest.FixtureRequest) -> Iterator[None]:
     proc: ServerProcess = request.getfixturevalue("server")
     limit = 8 + 2  # max_workers + ready_workers (defaults)
     wait_for(lambda: len(proc.worker_pids()) <= limit, what="worker count to settle")
+
+
+def worker_processes() -> list[int]:
+    """Live processes running as a worker uid (200000 + slot), whichever server made them."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:  # not the directory's owner: a non-dumpable process's /proc entry is root's
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            uid = int(fields.get("Uid", "0").split()[0])
+            if uid >= 200_000 and not fields.get("State", "").strip().startswith("Z"):
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_worker_outlives_the_session() -> Iterator[None]:
+    """Every server the tests started is gone at the end: so must every worker be."""
+    before = set(worker_processes())
+    yield
+    wait_for(
+        lambda: not set(worker_processes()) - before, timeout=20, what="worker processes to exit"
+    )
