@@ -14,6 +14,8 @@ The server maps these to gRPC statuses; the sandbox itself never imports grpc.
 
 from __future__ import annotations
 
+import signal
+
 
 class SandboxError(Exception):
     """Base of every error the worker pool raises."""
@@ -67,8 +69,6 @@ def describe_exit(returncode: int | None) -> str:
     if returncode is None:
         return "exited (status unknown)"
     if returncode < 0:
-        import signal
-
         try:
             name = signal.Signals(-returncode).name
         except ValueError:
