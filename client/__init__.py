@@ -28,7 +28,7 @@ from ._exceptions import (
     WorkerCrashedError,
 )
 from ._request import Options, Registered, Source
-from ._result import AsyncResultStream, ResultStream, Summary
+from ._result import AsyncResultStream, Logs, ResultStream, Summary
 
 __all__ = [
     "ArrayInfo",
@@ -40,6 +40,7 @@ __all__ = [
     "Client",
     "InternalError",
     "InvalidRequestError",
+    "Logs",
     "NotFoundError",
     "Options",
     "PermissionDeniedError",

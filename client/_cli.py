@@ -77,8 +77,11 @@ def _exec(options: argparse.Namespace) -> int:
             stream = client.stream(udf, *args, **kwargs)
             batches = list(stream)
         except TilefnError as exc:
+            sys.stderr.write(exc.logs)
             print(f"tilefn: {exc}", file=sys.stderr)
             return 1
+    if stream.logs is not None:  # what the UDF printed goes to stderr, the result to stdout
+        sys.stderr.write(stream.logs.text)
     assert stream.schema is not None
     if options.ipc_out:
         with (

@@ -53,6 +53,8 @@ class TilefnError(Exception):
         self.metadata = metadata or {}
         self.task_id = task_id
         self.remote_traceback = remote_traceback
+        #: What the UDF printed before it failed (the server's tail of it), when it printed.
+        self.logs = ""
 
     def __str__(self) -> str:
         text = f"{self.message} [{self.code.name}"

@@ -65,6 +65,8 @@ class Options:
     memory_bytes: int = 0
     #: The most CPU seconds the UDF may use; None means no limit but the timeout.
     cpu_time: float | None = None
+    #: Bytes of the UDF's printed output to keep (the last ones); 0 means the server default.
+    max_log_bytes: int = 0
 
     def deadline(self) -> float | None:
         """The gRPC deadline: a margin past the UDF timeout so the server's own error wins."""
@@ -88,6 +90,7 @@ def build_request(
         max_chunk_bytes=options.max_chunk_bytes,
         max_result_bytes=options.max_result_bytes,
         memory_bytes=options.memory_bytes,
+        max_log_bytes=options.max_log_bytes,
         compression=COMPRESSION[options.compression],
     )
     if options.timeout is not None:

@@ -12,7 +12,7 @@ import pyarrow as pa
 from tilefn import codec
 from tilefn.v1 import udf_service_pb2
 
-from ._exceptions import from_rpc_error
+from ._exceptions import TilefnError, from_rpc_error
 from ._ipc import StreamDecoder
 
 
@@ -41,13 +41,24 @@ class Summary:
         )
 
 
+@dataclass(frozen=True)
+class Logs:
+    """What the UDF printed (stdout and stderr interleaved): the server keeps the last bytes."""
+
+    text: str
+    total_bytes: int
+    truncated: bool
+
+
 class _Responses:
-    """State shared by the sync and async streams: call, task id, decoder, summary."""
+    """State shared by the sync and async streams: call, task id, decoder, logs, summary."""
 
     def __init__(self, call: Any) -> None:
         self._call = call
         self.task_id = ""
         self.summary: Summary | None = None
+        #: What the UDF printed, once the result is complete (None when it printed nothing).
+        self.logs: Logs | None = None
         self._decoder = StreamDecoder()
 
     @property
@@ -67,7 +78,16 @@ class _Responses:
             self.task_id = response.task.task_id
         elif kind == "summary":
             self.summary = Summary.from_proto(response.summary)
+        elif kind == "logs":
+            logs = response.logs
+            self.logs = Logs(logs.text, logs.total_bytes, logs.truncated)
         return []
+
+    def _error(self, error: grpc.RpcError) -> TilefnError:
+        failure = from_rpc_error(error)
+        if self.logs is not None:
+            failure.logs = self.logs.text
+        return failure
 
     def _finish(self) -> None:
         self._decoder.close()
@@ -90,7 +110,7 @@ class ResultStream(_Responses):
             for response in self._call:
                 yield from self._take(response)
         except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
+            raise self._error(error) from None
         self._finish()
 
     def value(self) -> Any:
@@ -113,7 +133,7 @@ class AsyncResultStream(_Responses):
                 for batch in self._take(response):
                     yield batch
         except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
+            raise self._error(error) from None
         self._finish()
 
     async def value(self) -> Any:

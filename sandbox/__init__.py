@@ -16,7 +16,7 @@ from ._errors import (
 )
 from ._pool import PoolConfig, PoolStats, WorkerPool
 from ._protocol import ArgSpec, TaskSpec, UdfKind
-from ._worker import ArrayBatch, BatchProvider, TaskSummary, WorkerHandle
+from ._worker import ArrayBatch, BatchProvider, TaskLogs, TaskSummary, WorkerHandle
 
 __all__ = [
     "ArgSpec",
@@ -28,6 +28,7 @@ __all__ = [
     "ProtocolViolationError",
     "SandboxError",
     "SandboxUnavailableError",
+    "TaskLogs",
     "TaskSpec",
     "TaskSummary",
     "UdfFailedError",

@@ -21,32 +21,48 @@ from typing import NoReturn
 from . import _in_execute as execute
 from ._in_filesystem import wipe_scratch
 from ._in_layers import FAILURES, SandboxSetup, apply_layers
-from ._protocol import HEADER, MAX_TASK_FDS, FrameType, TaskSpec, control_frame, decode_task
+from ._protocol import (
+    HEADER,
+    MAX_TASK_FDS,
+    FrameType,
+    TaskSpec,
+    control_frame,
+    decode_task,
+    logs_frame,
+)
 
 #: A worker whose peak memory passed this is retired after its task rather than reused.
 RETIRE_RSS_BYTES = 1 << 30
-#: Characters of stdout/stderr a UDF may print per task before the rest is dropped.
-MAX_CAPTURED_OUTPUT = 64 * 1024
 
 
-class BoundedText(io.TextIOBase):
-    """Stands in for sys.stdout/sys.stderr: keeps the first characters, counts the rest."""
+class LogTail(io.TextIOBase):
+    """Stands in for sys.stdout/sys.stderr: keeps the last ``limit`` bytes printed, counts all.
 
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-        self.size = 0
-        self.dropped = 0
+    Printing never blocks or fails, however much a UDF prints; the memory held stays below
+    twice the limit.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.kept = bytearray()
+        self.total = 0
 
     def write(self, text: str) -> int:
-        room = MAX_CAPTURED_OUTPUT - self.size
-        if room > 0:
-            self.parts.append(text[:room])
-            self.size += min(room, len(text))
-        self.dropped += max(0, len(text) - max(room, 0))
+        data = text.encode("utf-8", "replace")
+        self.total += len(data)
+        self.kept += data[-self.limit :] if self.limit else b""
+        if len(self.kept) > 2 * self.limit:
+            del self.kept[: len(self.kept) - self.limit]
         return len(text)
 
     def writable(self) -> bool:
         return True
+
+    def frame(self) -> bytes:
+        """The LOGS frame for what was printed; empty when nothing was."""
+        if not self.total:
+            return b""
+        return logs_frame(self.total, bytes(self.kept[-self.limit :] if self.limit else b""))
 
 
 def worker_main(channel: socket.socket, setup: SandboxSetup, slot: int) -> NoReturn:
@@ -128,7 +144,7 @@ def _serve(channel: socket.socket, task: TaskSpec, scratch: tuple[str, ...] | No
     """Run one task; ``scratch`` is the bound paths when /tmp is private (then it is wiped)."""
     started, cpu_started = time.perf_counter(), time.process_time()
     _limit_cpu(task.cpu_seconds)
-    captured = BoundedText()
+    captured = LogTail(task.max_log_bytes)
     sys.stdout = sys.stderr = captured
     try:
         fn = execute.load_udf(task)
@@ -139,7 +155,7 @@ def _serve(channel: socket.socket, task: TaskSpec, scratch: tuple[str, ...] | No
     except execute.TaskFailure as failure:
         body = _failure_body(failure)
         body["retire"] = _tidy(scratch) or task.cpu_seconds > 0
-        channel.sendall(control_frame(FrameType.FAILED, body))
+        channel.sendall(captured.frame() + control_frame(FrameType.FAILED, body))
         return
     finally:
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
@@ -153,9 +169,8 @@ def _serve(channel: socket.socket, task: TaskSpec, scratch: tuple[str, ...] | No
         "wall_seconds": time.perf_counter() - started,
         "cpu_seconds": time.process_time() - cpu_started,
         "peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "output_chars": captured.size + captured.dropped,
     }
-    channel.sendall(control_frame(FrameType.DONE, done))
+    channel.sendall(captured.frame() + control_frame(FrameType.DONE, done))
 
 
 def _limit_cpu(seconds: float) -> None:

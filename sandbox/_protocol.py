@@ -8,6 +8,7 @@ Data flow (one worker, one task at a time)::
       |  <-- DATA   raw Arrow IPC bytes (<= max_chunk_bytes each; concatenated = one IPC stream)
       |  <-- NEXT   {stream}  (a UDF iterating a batched array read asks for the next block)
       |  --> BATCH  array descriptor + memfds, or END when the stream is exhausted
+      |  <-- LOGS   u64 bytes printed | the last bytes printed (only when the UDF printed)
       |  <-- DONE   {rows, batches, ipc_bytes, wall_seconds, cpu_seconds, peak_memory_bytes}
       |      or FAILED {reason, message, exception_type, traceback, metadata}
       |  --> TASK ... (the worker is reused only within one namespace) or close (the worker exits)
@@ -27,6 +28,7 @@ from typing import Literal
 
 HEADER = struct.Struct("!BI")
 TASK_HEADER = struct.Struct("!I")
+LOGS_HEADER = struct.Struct("!Q")
 
 #: The largest control frame (READY, DONE, FAILED) the parent accepts.
 MAX_CONTROL_FRAME = 256 * 1024
@@ -62,6 +64,7 @@ class FrameType(enum.IntEnum):
     NEXT = 6  # worker -> parent: {"stream": i}, the UDF wants the next batch of array stream i
     BATCH = 7  # parent -> worker: an array descriptor (JSON), its memfds attached
     END = 8  # parent -> worker: the stream has no more batches
+    LOGS = 9  # worker -> parent: u64 bytes printed, then the last of them (before DONE/FAILED)
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,8 @@ class TaskSpec:
     compression: str | None = None
     #: CPU seconds the task may use (0: no limit); a limited worker is retired afterwards.
     cpu_seconds: float = 0.0
+    #: Bytes of printed output to keep (the last ones); the worker drops the rest.
+    max_log_bytes: int = 64 * 1024
     #: Sealed memfds holding array data ("arrays" arguments refer to them by index); they travel
     #: with the TASK frame's header as SCM_RIGHTS.
     fds: tuple[int, ...] = ()
@@ -103,6 +108,7 @@ def encode_task(task: TaskSpec) -> list[bytes]:
             "max_chunk_bytes": task.max_chunk_bytes,
             "compression": task.compression,
             "cpu_seconds": task.cpu_seconds,
+            "max_log_bytes": task.max_log_bytes,
         }
     ).encode()
     size = TASK_HEADER.size + len(header) + sum(len(b) for b in blobs)
@@ -131,8 +137,14 @@ def decode_task(payload: memoryview, fds: tuple[int, ...] = ()) -> TaskSpec:
         max_chunk_bytes=header["max_chunk_bytes"],
         compression=header["compression"],
         cpu_seconds=header["cpu_seconds"],
+        max_log_bytes=header["max_log_bytes"],
         fds=fds,
     )
+
+
+def logs_frame(total: int, tail: bytes) -> bytes:
+    """Encode a LOGS frame: how many bytes the UDF printed and the last of them."""
+    return HEADER.pack(FrameType.LOGS, LOGS_HEADER.size + len(tail)) + LOGS_HEADER.pack(total) + tail
 
 
 def control_frame(kind: FrameType, body: dict[str, object]) -> bytes:

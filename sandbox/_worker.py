@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._errors import ProtocolViolationError, UdfFailedError, WorkerDiedError
-from ._protocol import HEADER, MAX_CONTROL_FRAME, WORKER_REASONS, FrameType, TaskSpec, encode_task
+from ._protocol import HEADER, LOGS_HEADER, MAX_CONTROL_FRAME, WORKER_REASONS, FrameType, TaskSpec, encode_task
 
 #: How long to wait for the template's exit report once a worker's channel hits EOF.
 EXIT_REPORT_TIMEOUT = 5.0
@@ -50,6 +50,31 @@ class TaskSummary:
     wall_seconds: float
     cpu_seconds: float
     peak_memory_bytes: int
+
+
+def _frame_limit(task: TaskSpec) -> int:
+    """The largest frame a worker may send during ``task``."""
+    return max(task.max_chunk_bytes, MAX_CONTROL_FRAME, LOGS_HEADER.size + task.max_log_bytes)
+
+
+@dataclass(frozen=True)
+class TaskLogs:
+    """What a task printed: the last bytes kept, decoded, and how many it printed in all."""
+
+    text: str
+    total_bytes: int
+    truncated: bool
+
+    @classmethod
+    def decode(cls, payload: bytes, limit: int) -> TaskLogs:
+        """Check and decode a LOGS frame's payload (untrusted: sizes are checked first)."""
+        if len(payload) < LOGS_HEADER.size or len(payload) - LOGS_HEADER.size > limit:
+            raise ProtocolViolationError("LOGS frame larger than the task's log limit")
+        (total,) = LOGS_HEADER.unpack_from(payload)
+        tail = payload[LOGS_HEADER.size :]
+        if total < len(tail):
+            raise ProtocolViolationError("LOGS frame claims fewer bytes than it carries")
+        return cls(tail.decode("utf-8", "replace"), total, total > len(tail))
 
 
 class WorkerHandle:
@@ -93,8 +118,8 @@ class WorkerHandle:
 
     async def run(
         self, task: TaskSpec, provide: BatchProvider | None = None
-    ) -> AsyncIterator[bytes | TaskSummary]:
-        """Run one task: yield the result's IPC bytes as they come, then its summary.
+    ) -> AsyncIterator[bytes | TaskLogs | TaskSummary]:
+        """Run one task: yield the result's IPC bytes as they come, its logs, then its summary.
 
         ``provide`` serves the worker's requests for blocks of batched array reads.
         """
@@ -105,11 +130,13 @@ class WorkerHandle:
         for buffer in rest:
             await loop.sock_sendall(self._channel, buffer)
         while True:
-            kind, payload = await self._read_frame(max(task.max_chunk_bytes, MAX_CONTROL_FRAME))
+            kind, payload = await self._read_frame(_frame_limit(task))
             if kind == FrameType.DATA:
                 if len(payload) > task.max_chunk_bytes:
                     raise ProtocolViolationError("DATA frame larger than the chunk limit")
                 yield payload
+            elif kind == FrameType.LOGS:
+                yield TaskLogs.decode(payload, task.max_log_bytes)
             elif kind == FrameType.DONE:
                 body = _json(payload)
                 self.retire_requested = body.get("retire") is True

@@ -32,6 +32,10 @@ class ServerConfig:
     max_timeout: float = 3600.0
     #: The most bytes of Arrow IPC one result may have (requests may ask for less).
     max_result_bytes: int = 64 << 30
+    #: Bytes of a UDF's printed output kept (the last ones) when a request sets no limit.
+    default_log_bytes: int = 64 * 1024
+    #: The most printed output a request may ask to keep, in bytes.
+    max_log_bytes: int = 1 * MIB
     #: Seconds in-flight calls get to finish after SIGTERM before they are cancelled.
     drain_grace: float = 30.0
     #: Where arrays live: tiledb://ns/name is <data_root>/ns/name. A folder or any TileDB URI.
@@ -60,6 +64,8 @@ _SERVER_FLAGS = (
     "port",
     "max_request_bytes",
     "max_result_bytes",
+    "default_log_bytes",
+    "max_log_bytes",
     "default_timeout",
     "max_timeout",
     "drain_grace",

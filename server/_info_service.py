@@ -51,6 +51,8 @@ class ServerInfoService(server_info_pb2_grpc.ServerInfoServiceServicer):
             max_chunk_bytes=MAX_CHUNK_BYTES,
             array_memory_budget_bytes=config.array_memory_budget,
             worker_memory_bytes=config.pool.worker_memory_bytes,
+            default_log_bytes=config.default_log_bytes,
+            max_log_bytes=config.max_log_bytes,
         )
         limits.default_timeout.FromTimedelta(timedelta(seconds=config.default_timeout))
         limits.max_timeout.FromTimedelta(timedelta(seconds=config.max_timeout))

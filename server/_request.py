@@ -58,6 +58,7 @@ def plan_execution(request: udf_service_pb2.ExecuteUdfRequest, config: ServerCon
             max_chunk_bytes=_chunk_bytes(options.max_chunk_bytes),
             compression=_compression(options.compression),
             cpu_seconds=_cpu_limit(options, config),
+            max_log_bytes=_log_limit(options.max_log_bytes, config),
         ),
         timeout=_timeout(options, config),
         max_result_bytes=_result_limit(options.max_result_bytes, config),
@@ -162,6 +163,11 @@ def _timeout(options: udf_pb2.ExecutionOptions, config: ServerConfig) -> float:
 def _result_limit(requested: int, config: ServerConfig) -> int:
     _in_range("max_result_bytes", requested, 0, config.max_result_bytes)
     return requested or config.max_result_bytes
+
+
+def _log_limit(requested: int, config: ServerConfig) -> int:
+    _in_range("max_log_bytes", requested, 0, config.max_log_bytes)
+    return requested or config.default_log_bytes
 
 
 def _memory_limit(requested: int, config: ServerConfig) -> int:

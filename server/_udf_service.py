@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 from google.protobuf import duration_pb2
 
-from tilefn.sandbox import TaskSummary, WorkerPool
+from tilefn.sandbox import TaskLogs, TaskSummary, WorkerPool
 from tilefn.v1 import udf_service_pb2 as pb
 from tilefn.v1 import udf_service_pb2_grpc
 
@@ -82,6 +82,9 @@ class UdfService(udf_service_pb2_grpc.UdfServiceServicer):
                 if isinstance(item, TaskSummary):
                     yield pb.ExecuteUdfResponse(summary=_summary(task_id, item))
                     continue
+                if isinstance(item, TaskLogs):
+                    yield pb.ExecuteUdfResponse(logs=_logs(item))
+                    continue
                 sent += len(item)
                 if sent > execution.max_result_bytes:
                     raise _too_large(execution.max_result_bytes)
@@ -89,8 +92,8 @@ class UdfService(udf_service_pb2_grpc.UdfServiceServicer):
 
 
 async def _next_before(
-    frames: AsyncIterator[bytes | TaskSummary], deadline: float
-) -> bytes | TaskSummary | None:
+    frames: AsyncIterator[bytes | TaskLogs | TaskSummary], deadline: float
+) -> bytes | TaskLogs | TaskSummary | None:
     async with asyncio.timeout_at(deadline):
         return await anext(frames, None)
 
@@ -114,6 +117,10 @@ def _summary(task_id: str, item: TaskSummary) -> pb.ExecutionSummary:
         cpu_time=_duration(item.cpu_seconds),
         peak_memory_bytes=item.peak_memory_bytes,
     )
+
+
+def _logs(item: TaskLogs) -> pb.TaskLogs:
+    return pb.TaskLogs(text=item.text, total_bytes=item.total_bytes, truncated=item.truncated)
 
 
 def _duration(seconds: float) -> duration_pb2.Duration:

@@ -190,13 +190,14 @@ def test_cli_exec(server: ServerProcess, tmp_path: Path) -> None:
 
 def test_cli_reports_udf_errors(server: ServerProcess, tmp_path: Path) -> None:
     script = tmp_path / "bad.py"
-    script.write_text("def f(x):\n    return x / 0\n")
+    script.write_text("def f(x):\n    print('dividing', x)\n    return x / 0\n")
     command = [sys.executable, "-m", "tilefn.client._cli", "exec", str(script), "-a", "1"]
     result = subprocess.run(
         [*command, "-t", server.address], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 1
     assert "ZeroDivisionError" in result.stderr and "ERROR_REASON_UDF_RAISED" in result.stderr
+    assert result.stderr.startswith("dividing 1\n")
 
 
 def test_health_and_reflection(server: ServerProcess) -> None:

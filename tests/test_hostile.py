@@ -262,7 +262,11 @@ def test_stdout_flood_is_drained_and_bounded(client: Client) -> None:
             sys.stdout.write(line)
         return 7
 
-    assert client.exec(flood) == 7
+    stream = client.stream(flood)
+    assert stream.value() == 7
+    assert stream.logs is not None and stream.logs.truncated
+    assert stream.logs.total_bytes == 100_000 * 1024
+    assert len(stream.logs.text) <= 64 * 1024
 
 
 def test_malicious_pickle_cannot_exec(client: Client, tmp_path: Path) -> None:

@@ -117,17 +117,19 @@ class Scalar(_message.Message):
     def __init__(self, int64_value: _Optional[int] = ..., uint64_value: _Optional[int] = ..., double_value: _Optional[float] = ..., string_value: _Optional[str] = ..., datetime_value: _Optional[str] = ...) -> None: ...
 
 class ExecutionOptions(_message.Message):
-    __slots__ = ("timeout", "max_chunk_bytes", "compression", "max_result_bytes", "memory_bytes", "cpu_time")
+    __slots__ = ("timeout", "max_chunk_bytes", "compression", "max_result_bytes", "memory_bytes", "cpu_time", "max_log_bytes")
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     MAX_CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
     COMPRESSION_FIELD_NUMBER: _ClassVar[int]
     MAX_RESULT_BYTES_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     CPU_TIME_FIELD_NUMBER: _ClassVar[int]
+    MAX_LOG_BYTES_FIELD_NUMBER: _ClassVar[int]
     timeout: _duration_pb2.Duration
     max_chunk_bytes: int
     compression: Compression
     max_result_bytes: int
     memory_bytes: int
     cpu_time: _duration_pb2.Duration
-    def __init__(self, timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_chunk_bytes: _Optional[int] = ..., compression: _Optional[_Union[Compression, str]] = ..., max_result_bytes: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., cpu_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    max_log_bytes: int
+    def __init__(self, timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_chunk_bytes: _Optional[int] = ..., compression: _Optional[_Union[Compression, str]] = ..., max_result_bytes: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., cpu_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_log_bytes: _Optional[int] = ...) -> None: ...

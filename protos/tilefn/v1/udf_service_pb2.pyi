@@ -32,14 +32,26 @@ class ExecuteUdfRequest(_message.Message):
     def __init__(self, udf: _Optional[_Union[_udf_pb2.UdfSpec, _Mapping]] = ..., args: _Optional[_Iterable[_Union[_udf_pb2.Argument, _Mapping]]] = ..., kwargs: _Optional[_Mapping[str, _udf_pb2.Argument]] = ..., arrays: _Optional[_Iterable[_Union[_udf_pb2.ArrayInput, _Mapping]]] = ..., options: _Optional[_Union[_udf_pb2.ExecutionOptions, _Mapping]] = ...) -> None: ...
 
 class ExecuteUdfResponse(_message.Message):
-    __slots__ = ("task", "ipc", "summary")
+    __slots__ = ("task", "ipc", "summary", "logs")
     TASK_FIELD_NUMBER: _ClassVar[int]
     IPC_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    LOGS_FIELD_NUMBER: _ClassVar[int]
     task: TaskInfo
     ipc: bytes
     summary: ExecutionSummary
-    def __init__(self, task: _Optional[_Union[TaskInfo, _Mapping]] = ..., ipc: _Optional[bytes] = ..., summary: _Optional[_Union[ExecutionSummary, _Mapping]] = ...) -> None: ...
+    logs: TaskLogs
+    def __init__(self, task: _Optional[_Union[TaskInfo, _Mapping]] = ..., ipc: _Optional[bytes] = ..., summary: _Optional[_Union[ExecutionSummary, _Mapping]] = ..., logs: _Optional[_Union[TaskLogs, _Mapping]] = ...) -> None: ...
+
+class TaskLogs(_message.Message):
+    __slots__ = ("text", "total_bytes", "truncated")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    total_bytes: int
+    truncated: bool
+    def __init__(self, text: _Optional[str] = ..., total_bytes: _Optional[int] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
 class TaskInfo(_message.Message):
     __slots__ = ("task_id",)
