@@ -1,10 +1,12 @@
-"""Runs in the template and the worker: per-worker cgroup (v1) limits on memory and processes.
+"""Runs in the template and the worker: per-worker cgroup (v1) limits on memory, processes, CPU.
 
-The template makes ``tilefn-<pid>`` under its own memory and pids cgroups; each worker, still
-root and before it leaves the host's filesystem view, moves itself into ``w<slot>`` there with
-``memory.limit_in_bytes`` (swap included where the kernel accounts it) and ``pids.max`` set. The
-kernel then kills only that worker when it exceeds its memory, and the template reads the OOM
-counter when it reaps the worker so the server can say why it died.
+The template makes ``tilefn-<pid>`` under its own memory, pids and (where mounted) cpu cgroups;
+each worker, still root and before it leaves the host's filesystem view, moves itself into
+``w<slot>`` there with ``memory.limit_in_bytes`` (swap included where the kernel accounts it),
+``pids.max`` and a CFS quota of ``CPU_CORES`` set. The kernel then kills only that worker when it
+exceeds its memory, and the template reads the OOM counter when it reaps the worker so the server
+can say why it died. The CPU quota keeps a UDF's threads from taking more than one core, so one
+execution cannot starve the others (or the server) on a small machine.
 """
 
 from __future__ import annotations
@@ -15,25 +17,38 @@ from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("memory", "pids")
+#: Used where the kernel offers it; the memory and pids controllers are required.
+OPTIONAL_CONTROLLERS = ("cpu",)
 PIDS_MAX = 256
+#: Cores each worker may use at most (CFS quota over period).
+CPU_CORES = 1.0
+CFS_PERIOD_US = 100_000
 
 
 def prepare() -> tuple[str, ...]:
     """Create this template's cgroups; empty when cgroup v1 controllers are not writable."""
     own = _own_paths()
     bases = []
-    for controller in CONTROLLERS:
-        if controller not in own:
+    for controller in CONTROLLERS + OPTIONAL_CONTROLLERS:
+        base = _make_base(controller, own)
+        if base is None and controller in CONTROLLERS:
+            remove(tuple(bases))
             return ()
-        parent = ROOT / controller / own[controller].lstrip("/")
-        base = parent / f"tilefn-{os.getpid()}"
-        _remove_stale(parent)
-        try:
-            base.mkdir(exist_ok=True)
-        except OSError:
-            return ()
-        bases.append(str(base))
+        bases += [base] if base else []
     return tuple(bases)
+
+
+def _make_base(controller: str, own: dict[str, str]) -> str | None:
+    if controller not in own:
+        return None
+    parent = ROOT / controller / own[controller].lstrip("/")
+    base = parent / f"tilefn-{os.getpid()}"
+    _remove_stale(parent)
+    try:
+        base.mkdir(exist_ok=True)
+    except OSError:
+        return None
+    return str(base)
 
 
 def _own_paths() -> dict[str, str]:
@@ -57,8 +72,11 @@ def join(bases: tuple[str, ...], slot: int, memory_bytes: int) -> None:
             (group / "memory.limit_in_bytes").write_text(str(memory_bytes))
             with contextlib.suppress(OSError):  # only where swap accounting is on
                 (group / "memory.memsw.limit_in_bytes").write_text(str(memory_bytes))
-        else:
+        elif base.startswith(str(ROOT / "pids")):
             (group / "pids.max").write_text(str(PIDS_MAX))
+        else:
+            (group / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
+            (group / "cpu.cfs_quota_us").write_text(str(int(CFS_PERIOD_US * CPU_CORES)))
         (group / "cgroup.procs").write_text(str(os.getpid()))
 
 

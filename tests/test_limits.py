@@ -55,3 +55,36 @@ def test_limits_above_the_server_maximum(client: Client, options: dict, name: st
         client.with_options(**options).exec(lambda: 1)
     assert caught.value.reason == "ERROR_REASON_OPTION_INVALID"
     assert caught.value.metadata["option"] == name
+
+
+def test_a_worker_gets_at_most_one_core(client: Client) -> None:
+    """Two spinning threads for ~1.5 s of wall time: the cgroup's CFS quota caps them at one core.
+
+    Without the quota they would use ~2 CPU seconds per wall second on two idle cores. (On a
+    busy machine they might use less anyway; this can only miss a regression, never flake.)
+    """
+
+    def two_spinners(seconds: float) -> float:
+        import hashlib
+        import threading
+        import time
+
+        block = b"x" * (4 << 20)
+
+        def spin() -> None:  # hashlib releases the GIL, so both threads can run at once
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                hashlib.sha256(block).digest()
+
+        threads = [threading.Thread(target=spin) for _ in range(2)]
+        started_wall, started_cpu = time.monotonic(), time.process_time()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return (time.process_time() - started_cpu) / (time.monotonic() - started_wall)
+
+    info = client.server_info()
+    if "cgroups" not in info["sandbox"]["active_layers"]:
+        pytest.skip("cgroups are not available on this machine")
+    assert client.exec(two_spinners, 1.5) < 1.3
