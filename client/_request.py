@@ -140,17 +140,65 @@ def _pickled(value: Any) -> udf_pb2.PickledValue:
 
     cloudpickle refers to functions of importable modules by name, which only works if the
     server has the module too: true for installed packages, not for the caller's own scripts.
+    So the value's module, and the caller's modules its code refers to, go by value.
     """
-    module = sys.modules.get(getattr(value, "__module__", None) or "")
-    local = module is not None and _is_local(module)
-    if local:
+    local = _local_modules(value)
+    for module in local:
         cloudpickle.register_pickle_by_value(module)
     try:
         data = cloudpickle.dumps(value)
     finally:
-        if local:
+        for module in local:
             cloudpickle.unregister_pickle_by_value(module)
     return udf_pb2.PickledValue(data=data, python_version=PYTHON_VERSION)
+
+
+def _local_modules(value: Any) -> list[types.ModuleType]:
+    """The caller's own modules that ``value`` lives in or that its code reaches through globals."""
+    found: dict[str, types.ModuleType] = {}
+    pending, seen = [value], set()
+    while pending:
+        item = pending.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        module = item if isinstance(item, types.ModuleType) else _module_of(item)
+        if module is None or not _is_local(module):
+            continue
+        found[module.__name__] = module
+        pending.extend(_referenced_globals(item))
+    return list(found.values())
+
+
+def _module_of(item: Any) -> types.ModuleType | None:
+    return sys.modules.get(getattr(item, "__module__", None) or "")
+
+
+def _referenced_globals(item: Any) -> list[Any]:
+    """Functions, classes and modules a function's code (nested code included) names globally
+    or holds in its closure."""
+    code, namespace = getattr(item, "__code__", None), getattr(item, "__globals__", None)
+    if code is None or namespace is None:
+        return []
+    codes, names = [code], set()
+    while codes:
+        current = codes.pop()
+        names.update(current.co_names)
+        codes.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+    found = [namespace[n] for n in names if n in namespace]
+    found += [_cell_value(cell) for cell in getattr(item, "__closure__", None) or ()]
+    return [value for value in found if _is_code_holder(value)]
+
+
+def _cell_value(cell: types.CellType) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # a closure variable not assigned yet
+        return None
+
+
+def _is_code_holder(value: Any) -> bool:
+    return isinstance(value, types.FunctionType | types.ModuleType | type)
 
 
 def _is_local(module: types.ModuleType) -> bool:

@@ -14,7 +14,7 @@ import pytest
 
 from tilefn.client import Client
 
-pytest_plugins = ["arrays_support"]  # the arrays, and their server, of the test_array*.py modules
+pytest_plugins = ["arrays_support", "hostile_support"]  # fixtures of test_array*, test_hostile*
 
 STARTUP_TIMEOUT = 60.0
 READY_LINE = "tilefn serving on "

@@ -240,3 +240,9 @@ def test_server_info(client: Client) -> None:
     limits = info["limits"]
     assert limits["max_request_bytes"] == str(8 << 20)  # the shared server's flag
     assert limits["default_timeout"] == "300s" and limits["min_chunk_bytes"] == 64 * 1024
+
+
+def test_helpers_from_the_callers_other_modules_travel_by_value(client: Client) -> None:
+    from hostile_support import outcome  # a local module the server cannot import
+
+    assert client.exec(lambda: outcome(lambda: None)) == "allowed"
