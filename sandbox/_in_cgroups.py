@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup")
@@ -28,7 +29,7 @@ CFS_PERIOD_US = 100_000
 def prepare() -> tuple[str, ...]:
     """Create this template's cgroups; empty when cgroup v1 controllers are not writable."""
     own = _own_paths()
-    bases = []
+    bases: list[str] = []
     for controller in CONTROLLERS + OPTIONAL_CONTROLLERS:
         base = _make_base(controller, own)
         if base is None and controller in CONTROLLERS:
@@ -69,15 +70,27 @@ def join(bases: tuple[str, ...], slot: int, memory_bytes: int) -> None:
         group = Path(base, f"w{slot}")
         group.mkdir(exist_ok=True)
         if base.startswith(str(ROOT / "memory")):
-            (group / "memory.limit_in_bytes").write_text(str(memory_bytes))
-            with contextlib.suppress(OSError):  # only where swap accounting is on
-                (group / "memory.memsw.limit_in_bytes").write_text(str(memory_bytes))
+            _limit_memory(group, memory_bytes)
         elif base.startswith(str(ROOT / "pids")):
             (group / "pids.max").write_text(str(PIDS_MAX))
         else:
             (group / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
             (group / "cpu.cfs_quota_us").write_text(str(int(CFS_PERIOD_US * CPU_CORES)))
         (group / "cgroup.procs").write_text(str(os.getpid()))
+
+
+def kill_stragglers(bases: tuple[str, ...], slot: int) -> None:
+    """SIGKILL anything still in a slot's groups once its worker has exited.
+
+    Workers cannot fork (seccomp), so this finds nothing unless a layer failed; it makes sure a
+    slot's uid and groups are empty before the next worker gets them.
+    """
+    for base in bases:
+        with contextlib.suppress(OSError):
+            for pid in Path(base, f"w{slot}", "cgroup.procs").read_text().split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+            return  # every controller's group holds the same processes
 
 
 def oom_kills(bases: tuple[str, ...], slot: int) -> int:
@@ -113,9 +126,19 @@ def set_memory(bases: tuple[str, ...], slot: int, memory_bytes: int) -> None:
     """Change a slot's memory limit (from the template, which is root)."""
     for base in bases:
         if base.startswith(str(ROOT / "memory")):
-            group = Path(base, f"w{slot}")
-            with contextlib.suppress(OSError):  # lowering memsw first keeps memsw >= memory
-                (group / "memory.memsw.limit_in_bytes").write_text(str(memory_bytes))
-            (group / "memory.limit_in_bytes").write_text(str(memory_bytes))
-            with contextlib.suppress(OSError):
-                (group / "memory.memsw.limit_in_bytes").write_text(str(memory_bytes))
+            _limit_memory(Path(base, f"w{slot}"), memory_bytes)
+
+
+def _limit_memory(group: Path, memory_bytes: int) -> None:
+    """Set memory (and, where swap is accounted, memory+swap) to the same limit, up or down.
+
+    The kernel insists on memsw >= memory at every step: going down, memsw must move first;
+    going up (a slot's next worker after a lowered one), memory must. Trying memsw on both
+    sides of the memory write covers both directions.
+    """
+    memsw = group / "memory.memsw.limit_in_bytes"
+    with contextlib.suppress(OSError):  # fails going up, and where swap is not accounted
+        memsw.write_text(str(memory_bytes))
+    (group / "memory.limit_in_bytes").write_text(str(memory_bytes))
+    with contextlib.suppress(OSError):
+        memsw.write_text(str(memory_bytes))

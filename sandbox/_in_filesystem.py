@@ -2,8 +2,9 @@
 
 The worker unshares mount, network, IPC and UTS namespaces, then pivots into a fresh tmpfs root
 holding only read-only binds of what Python needs (the interpreter, the virtualenv, the tilefn
-sources, /usr), four device nodes, and a private size- and inode-capped ``/tmp`` (noexec). The
-server's files, other tenants' data, /proc and the host /tmp are simply not there, and the
+sources, /usr), four device nodes, a private size- and inode-capped ``/tmp`` (noexec) and a
+fresh ``/proc`` of the workers' PID namespace that shows the worker only itself. The server's
+files, other tenants' data, the host's /proc and the host /tmp are simply not there, and the
 network namespace has no interfaces. Needs CAP_SYS_ADMIN (the server runs as root); otherwise
 the layer reports itself unavailable and the worker keeps the host view.
 """
@@ -27,6 +28,8 @@ MNT_DETACH = 2
 SYS_PIVOT_ROOT = 155  # x86-64
 DEVICES = ("null", "zero", "random", "urandom")
 SCRATCH_OPTIONS = b"size=64m,nr_inodes=4096,mode=1777"
+#: Only processes of the worker's own uid, and only the per-process part of procfs.
+PROC_OPTIONS = b"hidepid=invisible,subset=pid"
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -57,8 +60,12 @@ def readable_paths() -> list[str]:
     return [p for p in resolved if not any(p.startswith(q + "/") for q in resolved if q != p)]
 
 
-def isolate(root: str, paths: list[str]) -> None:
-    """Enter new namespaces and pivot into a tmpfs root with read-only binds of ``paths``."""
+def isolate(root: str, paths: list[str], proc: bool) -> None:
+    """Enter new namespaces and pivot into a tmpfs root with read-only binds of ``paths``.
+
+    With ``proc`` (the worker is in a PID namespace of its own), a fresh ``/proc`` for that
+    namespace is mounted too, showing only the processes of the worker's own uid: itself.
+    """
     _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
     _check(_libc.sethostname(b"tilefn", 6), "sethostname")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
@@ -74,12 +81,23 @@ def isolate(root: str, paths: list[str]) -> None:
     os.mkdir(f"{root}/dev", 0o755)
     for device in DEVICES:
         _bind(f"/dev/{device}", f"{root}/dev/{device}", writable=True)
+    if proc:
+        _mount_proc(f"{root}/proc")
     os.mkdir(f"{root}/.old")
     _check(_libc.syscall(SYS_PIVOT_ROOT, root.encode(), f"{root}/.old".encode()), "pivot_root")
     os.chdir("/")
     _check(_libc.umount2(b"/.old", MNT_DETACH), "umount old root")
     os.rmdir("/.old")
     _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def _mount_proc(target: str) -> None:
+    os.mkdir(target, 0o555)
+    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    try:
+        _mount("proc", target, "proc", flags, PROC_OPTIONS)
+    except OSError:  # kernels before 5.8 know neither "invisible" nor subset=pid
+        _mount("proc", target, "proc", flags, b"hidepid=2")
 
 
 def _bind(source: str, target: str, *, writable: bool) -> None:

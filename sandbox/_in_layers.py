@@ -5,9 +5,10 @@ and pids cgroups (``_in_cgroups``); private mount,
 network, IPC and UTS namespaces with a minimal read-only filesystem (``_in_filesystem``);
 resource limits; an empty capability bounding set; a distinct unprivileged uid/gid for its slot;
 empty capability sets; non-dumpable; ``no_new_privs``; Landlock (``_in_landlock``, where the
-kernel has it); the seccomp filter (``_in_seccomp``).
+kernel has it); the seccomp filter (``_in_seccomp``). The PID namespace is made once by the
+template (``_in_pidns``): every worker is born in it.
 Each reports whether it is active; the worker sends the report with READY and the server logs
-it. Not yet: a PID namespace.
+it.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class SandboxSetup:
     last_cap: int = 63
     #: Worker slot n runs as uid and gid uid_base + n.
     uid_base: int = 200_000
+    #: Why the template could not put its workers in a PID namespace; "" when it did.
+    pid_namespace_error: str = "not attempted"
 
 
 def prctl(option: int, arg: int) -> None:
@@ -73,19 +76,29 @@ def prctl(option: int, arg: int) -> None:
 
 
 def die_with_parent(expected_parent: int) -> None:
-    """SIGKILL this process when its parent exits (and now, if it already has)."""
+    """SIGKILL this process when its parent exits (and now, if it already has).
+
+    A parent outside the caller's PID namespace (the template, seen from a worker) shows as 0.
+    """
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != expected_parent:
+    if os.getppid() not in (expected_parent, 0):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def prepare(memory_bytes: int) -> SandboxSetup:
+def prepare(memory_bytes: int, pid_namespace_error: str) -> SandboxSetup:
     """Compute, in the template, what every worker needs to confine itself."""
     cap_file = Path("/proc/sys/kernel/cap_last_cap")
     last_cap = int(cap_file.read_text()) if cap_file.exists() else 63
     root = tempfile.mkdtemp(prefix="tilefn-root-")
     paths = tuple(filesystem.readable_paths())
-    return SandboxSetup(root, paths, memory_bytes, cgroups.prepare(), last_cap)
+    return SandboxSetup(
+        root,
+        paths,
+        memory_bytes,
+        cgroups.prepare(),
+        last_cap,
+        pid_namespace_error=pid_namespace_error,
+    )
 
 
 #: Why a layer could not be applied in this worker (layer name -> error text).
@@ -98,9 +111,12 @@ def apply_layers(setup: SandboxSetup, slot: int) -> dict[str, bool]:
     Why a layer failed is recorded in FAILURES.
     """
     os.setsid()
-    active = {"session": True}
+    active = {"session": True, "pid_namespace": not setup.pid_namespace_error}
+    if setup.pid_namespace_error:
+        FAILURES["pid_namespace"] = setup.pid_namespace_error
     active["cgroups"] = _try("cgroups", cgroups.join, setup.cgroups, slot, setup.memory_bytes)
-    active["filesystem"] = _try("filesystem", filesystem.isolate, setup.root, setup.paths)
+    own_proc = active["pid_namespace"]
+    active["filesystem"] = _try("filesystem", filesystem.isolate, setup.root, setup.paths, own_proc)
     for limit, value in {**RLIMITS, resource.RLIMIT_AS: setup.memory_bytes}.items():
         resource.setrlimit(limit, (value, value))
     active["rlimits"] = True

@@ -36,6 +36,7 @@ import pyarrow.ipc  # noqa: F401
 from tilefn import codec  # noqa: F401
 
 from . import _in_cgroups as cgroups
+from . import _in_pidns as pidns
 from ._in_execute import warm_up
 from ._in_layers import SandboxSetup, die_with_parent, prepare
 from ._in_worker import worker_main
@@ -49,9 +50,10 @@ MAX_SLOTS = 1024
 class Template:
     """Forks workers, hands their channels to the parent, reaps them."""
 
-    def __init__(self, control: socket.socket, setup: SandboxSetup) -> None:
+    def __init__(self, control: socket.socket, setup: SandboxSetup, init_pid: int | None) -> None:
         self.control = control
         self.setup = setup
+        self.init_pid = init_pid  # the PID namespace's; no worker can be born once it is gone
         self.children: dict[int, int] = {}  # pid -> slot
         self.free_slots = list(range(MAX_SLOTS - 1, -1, -1))
         self.oom_seen: dict[int, int] = {}  # slot -> OOM kills already reported
@@ -75,7 +77,8 @@ class Template:
             ready, _, _ = select.select([self.control.fileno(), self.wake_r], [], [])
             if self.wake_r in ready:
                 os.read(self.wake_r, 4096)
-                self.reap()
+                if not self.reap():
+                    return
             if self.control.fileno() in ready and not self.handle_request():
                 return
 
@@ -126,15 +129,19 @@ class Template:
             parent_end.close()
             os.close(pidfd)
 
-    def reap(self) -> None:
-        while self.children:
+    def reap(self) -> bool:
+        """Report every exited worker; False when the PID namespace died (start afresh)."""
+        while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                return True
             if pid == 0:
-                return
+                return True
+            if pid == self.init_pid:
+                return False
             slot = self.children.pop(pid, 0)
+            cgroups.kill_stragglers(self.setup.cgroups, slot)
             self.free_slots.append(slot)
             returncode = os.waitstatus_to_exitcode(status)
             ooms = cgroups.oom_kills(self.setup.cgroups, slot)
@@ -178,9 +185,11 @@ def main() -> None:
     options = parser.parse_args()
     die_with_parent(options.parent_pid)
     control = socket.socket(fileno=options.control_fd)
-    setup = prepare(options.memory_bytes)
+    entered = pidns.enter()
+    namespace = entered if isinstance(entered, pidns.Namespace) else None
+    setup = prepare(options.memory_bytes, "" if namespace else str(entered))
     warm_up()
-    template = Template(control, setup)
+    template = Template(control, setup, namespace.init_pid if namespace else None)
     try:
         template.serve()
     except ConnectionError:
@@ -188,6 +197,8 @@ def main() -> None:
     finally:
         template.kill_all()
         template.reap_all()
+        if namespace:
+            namespace.close()
         cgroups.remove(setup.cgroups)
         os.rmdir(setup.root)
     sys.exit(0)

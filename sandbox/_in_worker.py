@@ -6,6 +6,7 @@ time until the parent closes the channel. It never returns: it leaves through ``
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import math
@@ -16,6 +17,7 @@ import socket
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from typing import NoReturn
 
 from . import _in_execute as execute
@@ -75,9 +77,9 @@ def worker_main(channel: socket.socket, setup: SandboxSetup, slot: int) -> NoRet
         execute.warm_up()
         ready = {"pid": os.getpid(), "python": _python(), "layers": layers, "failures": FAILURES}
         channel.sendall(control_frame(FrameType.READY, ready))
+        tidy = Tidy(setup.paths if layers["filesystem"] else None, _open_fds())
         while (frame := _recv_frame(channel, FrameType.TASK)) is not None:
-            scratch = setup.paths if layers["filesystem"] else None
-            _serve(channel, decode_task(*frame), scratch)
+            _serve(channel, decode_task(*frame), tidy)
     except BaseException:  # the parent sees the exit code; nothing may escape the fork
         code = 70
     finally:
@@ -140,37 +142,36 @@ def _fetch_batch(channel: socket.socket, stream: int) -> tuple[bytes, tuple[int,
     return (bytes(payload), fds) if payload else None
 
 
-def _serve(channel: socket.socket, task: TaskSpec, scratch: tuple[str, ...] | None) -> None:
-    """Run one task; ``scratch`` is the bound paths when /tmp is private (then it is wiped)."""
+def _serve(channel: socket.socket, task: TaskSpec, tidy: Tidy) -> None:
+    """Run one task and report how it ended (with what it printed)."""
     started, cpu_started = time.perf_counter(), time.process_time()
     _limit_cpu(task.cpu_seconds)
     captured = LogTail(task.max_log_bytes)
     sys.stdout = sys.stderr = captured
     try:
-        fn = execute.load_udf(task)
-        args, kwargs = execute.decode_arguments(task, functools.partial(_fetch_batch, channel))
-        result = execute.call(fn, args, kwargs)
-        schema, batches = execute.encode_result(result, task.max_chunk_bytes)
-        ipc_bytes = execute.write_stream(channel, schema, batches, task)
+        kind, body = FrameType.DONE, _run(channel, task)
+        body["wall_seconds"] = time.perf_counter() - started
+        body["cpu_seconds"] = time.process_time() - cpu_started
     except execute.TaskFailure as failure:
-        body = _failure_body(failure)
-        body["retire"] = _tidy(scratch) or task.cpu_seconds > 0
-        channel.sendall(captured.frame() + control_frame(FrameType.FAILED, body))
-        return
+        kind, body = FrameType.FAILED, _failure_body(failure)
     finally:
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
         for fd in task.fds:
-            os.close(fd)
-    done: dict[str, object] = {
-        "retire": _tidy(scratch) or task.cpu_seconds > 0,
-        "rows": batches.rows,
-        "batches": batches.batches,
-        "ipc_bytes": ipc_bytes,
-        "wall_seconds": time.perf_counter() - started,
-        "cpu_seconds": time.process_time() - cpu_started,
-        "peak_memory_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-    }
-    channel.sendall(captured.frame() + control_frame(FrameType.DONE, done))
+            with contextlib.suppress(OSError):  # the UDF may have closed it itself
+                os.close(fd)
+    body["peak_memory_bytes"] = _peak_memory()
+    body["retire"] = tidy() or task.cpu_seconds > 0
+    channel.sendall(captured.frame() + control_frame(kind, body))
+
+
+def _run(channel: socket.socket, task: TaskSpec) -> dict[str, object]:
+    """Load, call and encode; stream the result; raise TaskFailure on any failure."""
+    fn = execute.load_udf(task)
+    args, kwargs = execute.decode_arguments(task, functools.partial(_fetch_batch, channel))
+    result = execute.call(fn, args, kwargs)
+    schema, batches = execute.encode_result(result, task.max_chunk_bytes)
+    ipc_bytes = execute.write_stream(channel, schema, batches, task)
+    return {"rows": batches.rows, "batches": batches.batches, "ipc_bytes": ipc_bytes}
 
 
 def _limit_cpu(seconds: float) -> None:
@@ -183,16 +184,38 @@ def _limit_cpu(seconds: float) -> None:
         resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 1))
 
 
-def _tidy(scratch: tuple[str, ...] | None) -> bool:
-    """Wipe the scratch for the next task; say whether this worker is too tainted to reuse.
+@dataclass(frozen=True)
+class Tidy:
+    """Readies a worker for the next task of its namespace, or says it is too tainted to.
 
-    A task that left threads running or grew the worker past RETIRE_RSS_BYTES could affect
-    the next task of the same namespace, so such a worker is retired instead of reused.
+    A task that left threads running, descriptors open (a memfd still charged to the worker's
+    cgroup, a file the next task could read) or grew the worker past RETIRE_RSS_BYTES could
+    affect the next task, so such a worker is retired instead of reused.
     """
-    if scratch is not None:
-        wipe_scratch(scratch)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return threading.active_count() > 1 or peak > RETIRE_RSS_BYTES
+
+    #: The read-only binds under /tmp when the scratch is private (then it is wiped); else None.
+    scratch: tuple[str, ...] | None
+    #: How many descriptors the worker had open before its first task; None without /proc.
+    fds: int | None
+
+    def __call__(self) -> bool:
+        """Wipe the scratch; True when the worker must be retired."""
+        if self.scratch is not None:
+            wipe_scratch(self.scratch)
+        leaked_fds = self.fds is not None and (_open_fds() or 0) > self.fds
+        return threading.active_count() > 1 or _peak_memory() > RETIRE_RSS_BYTES or leaked_fds
+
+
+def _open_fds() -> int | None:
+    """How many descriptors this process has open; None where /proc is not mounted."""
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return None
+
+
+def _peak_memory() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _failure_body(failure: execute.TaskFailure) -> dict[str, object]:

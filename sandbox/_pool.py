@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 OPTIONAL_LAYERS = frozenset({"landlock"})
 
 
+def missing_layers(layers: dict[str, bool]) -> list[str]:
+    """The required layers a worker reported as unavailable."""
+    return sorted(k for k, v in layers.items() if not v and k not in OPTIONAL_LAYERS)
+
+
 @dataclass(frozen=True)
 class PoolConfig:
     """How many workers to keep and how to use them."""
@@ -115,7 +120,7 @@ class WorkerPool:
         except TimeoutError:
             await self.close()
             raise SandboxUnavailableError("no worker became ready; see the log") from None
-        missing = sorted(k for k, v in layers.items() if not v and k not in OPTIONAL_LAYERS)
+        missing = missing_layers(layers)
         if missing and self.config.sandbox == "strict":
             await self.close()
             raise SandboxUnavailableError(
@@ -253,6 +258,7 @@ class WorkerPool:
         forked = time.perf_counter()
         try:
             await asyncio.wait_for(worker.wait_ready(), self.config.ready_timeout)
+            self._check_layers(worker)
             self._setup_seconds.append(time.perf_counter() - forked)
         except (SandboxError, TimeoutError, OSError) as exc:
             log.error("worker %d failed to start: %s", worker.pid, exc)
@@ -261,6 +267,14 @@ class WorkerPool:
         finally:
             self._starting -= 1
         self._offer(worker)
+
+    def _check_layers(self, worker: WorkerHandle) -> None:
+        """In strict mode, once the pool is open, a worker missing a layer is never used."""
+        started = self._first_ready is not None and self._first_ready.done()
+        missing = missing_layers(worker.layers)
+        if started and missing and self.config.sandbox == "strict":
+            failures = "; ".join(f"{k}: {worker.layer_failures.get(k, '?')}" for k in missing)
+            raise SandboxError(f"sandbox layers failed in this worker ({failures})")
 
     def _offer(self, worker: WorkerHandle) -> None:
         if self._first_ready is not None and not self._first_ready.done():

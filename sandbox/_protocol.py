@@ -144,7 +144,9 @@ def decode_task(payload: memoryview, fds: tuple[int, ...] = ()) -> TaskSpec:
 
 def logs_frame(total: int, tail: bytes) -> bytes:
     """Encode a LOGS frame: how many bytes the UDF printed and the last of them."""
-    return HEADER.pack(FrameType.LOGS, LOGS_HEADER.size + len(tail)) + LOGS_HEADER.pack(total) + tail
+    return (
+        HEADER.pack(FrameType.LOGS, LOGS_HEADER.size + len(tail)) + LOGS_HEADER.pack(total) + tail
+    )
 
 
 def control_frame(kind: FrameType, body: dict[str, object]) -> bytes:

@@ -17,7 +17,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._errors import ProtocolViolationError, UdfFailedError, WorkerDiedError
-from ._protocol import HEADER, LOGS_HEADER, MAX_CONTROL_FRAME, WORKER_REASONS, FrameType, TaskSpec, encode_task
+from ._protocol import (
+    HEADER,
+    LOGS_HEADER,
+    MAX_CONTROL_FRAME,
+    WORKER_REASONS,
+    FrameType,
+    TaskSpec,
+    encode_task,
+)
 
 #: How long to wait for the template's exit report once a worker's channel hits EOF.
 EXIT_REPORT_TIMEOUT = 5.0

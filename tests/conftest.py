@@ -54,7 +54,21 @@ class ServerProcess:
         return template
 
     def worker_pids(self) -> set[int]:
-        return set(children(self.template_pid()))
+        """Host pids of the live workers (not the init of their PID namespace)."""
+        return set(self.worker_ns_pids().values())
+
+    def worker_ns_pids(self) -> dict[int, int]:
+        """Live workers by the pid they see for themselves (in their PID namespace) -> host pid."""
+        found = {}
+        for pid in children(self.template_pid()):
+            ns_pid = namespace_pid(pid)
+            if ns_pid is not None and ns_pid != 1:
+                found[ns_pid] = pid
+        return found
+
+    def worker_gone(self, ns_pid: int) -> bool:
+        """True once the worker that saw itself as ``ns_pid`` (``os.getpid()`` in a UDF) is gone."""
+        return ns_pid not in self.worker_ns_pids()
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -82,6 +96,18 @@ def children(pid: int) -> list[int]:
         if int(fields[1]) == pid and fields[0] != "Z":
             found.append(int(entry.name))
     return found
+
+
+def namespace_pid(pid: int) -> int | None:
+    """The pid a process has in its innermost PID namespace; None once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("NSpid:"):
+            return int(line.split()[-1])
+    return pid
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:

@@ -54,7 +54,7 @@ def test_layers_are_active_in_the_worker(client: Client) -> None:
         "uid_is_unprivileged": True,
         "hostname": "tilefn",
     }
-    assert "proc" not in visible and "etc" in visible and "tmp" in visible
+    assert {"etc", "proc", "tmp"} <= set(visible)
     assert "home" not in visible and "var" not in visible
 
 
@@ -134,27 +134,49 @@ def _accept(listener: socket.socket) -> object:
 
 
 def test_no_signals_to_others_and_no_tracing(client: Client, server: ServerProcess) -> None:
-    def attack(server_pid: int) -> dict[str, str]:
+    """Pids are the host's (told by the test): what an attacker who guessed them would try."""
+
+    def attack(server_pid: int, template_pid: int) -> dict[str, str]:
         import ctypes
         import os
         import signal
 
         libc = ctypes.CDLL(None, use_errno=True)
 
-        def ptrace() -> None:
-            if libc.ptrace(16, os.getppid(), 0, 0) != 0:  # PTRACE_ATTACH
+        def ptrace(pid: int) -> None:
+            if libc.ptrace(16, pid, 0, 0) != 0:  # PTRACE_ATTACH
                 raise OSError(ctypes.get_errno(), "ptrace")
 
         return {
-            "kill_template": outcome(lambda: os.kill(os.getppid(), signal.SIGKILL)),
+            "kill_template": outcome(lambda: os.kill(template_pid, signal.SIGKILL)),
             "kill_server": outcome(lambda: os.kill(server_pid, signal.SIGKILL)),
+            "kill_init": outcome(lambda: os.kill(1, signal.SIGKILL)),
             "kill_all": outcome(lambda: os.kill(-1, signal.SIGKILL)),
-            "ptrace": outcome(ptrace),
+            "ptrace_template": outcome(lambda: ptrace(template_pid)),
+            "ptrace_init": outcome(lambda: ptrace(1)),
             "pidfd": outcome(lambda: os.pidfd_open(server_pid)),
         }
 
-    got = client.exec(attack, server.pid)
+    got = client.exec(attack, server.pid, server.template_pid())
     assert set(got.values()) == {"EPERM"}, got
+
+
+def test_own_pid_namespace_shows_only_itself(client: Client, server: ServerProcess) -> None:
+    def look() -> dict[str, Any]:
+        import os
+
+        return {
+            "parent": os.getppid(),
+            "processes": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+            "me": os.getpid(),
+            "proc_entries": sorted(os.listdir("/proc")),
+        }
+
+    got = client.exec(look)
+    assert got["parent"] == 0  # the template lives outside the namespace: no number at all
+    assert got["processes"] == [got["me"]]  # not the init, not sibling workers
+    assert got["me"] in server.worker_ns_pids()
+    assert "sys" not in got["proc_entries"] and "kcore" not in got["proc_entries"]
 
 
 def test_killing_its_own_group_only_kills_itself(client: Client, server: ServerProcess) -> None:

@@ -15,7 +15,7 @@ from hostile_support import outcome
 
 from tilefn.client import Client, ResourceExhaustedError, UdfTimeoutError, WorkerCrashedError
 
-from conftest import ServerProcess, process_gone, wait_for
+from conftest import ServerProcess, wait_for
 
 pytestmark = pytest.mark.usefixtures("server_still_right")
 
@@ -165,16 +165,29 @@ def test_scratch_is_wiped_between_tasks(client: Client) -> None:
     assert planted_in in pids_seen or len(set(pids_seen)) > 0
 
 
-def test_worker_left_with_threads_is_not_reused(client: Client) -> None:
-    def leave_a_thread() -> int:
-        import os
-        import threading
+def leave_a_thread() -> int:
+    import os
+    import threading
 
-        threading.Thread(target=threading.Event().wait, daemon=True).start()
-        return os.getpid()
+    threading.Thread(target=threading.Event().wait, daemon=True).start()
+    return os.getpid()
 
-    tainted = client.exec(leave_a_thread)
-    wait_for(lambda: process_gone(tainted), what="the tainted worker to be retired")
+
+def leave_a_memfd() -> int:
+    """Plant data in a descriptor the next task of the namespace could find and read."""
+    import os
+
+    fd = os.memfd_create("planted")
+    os.write(fd, b"secret of the previous task")
+    return os.getpid()
+
+
+@pytest.mark.parametrize("taint", [leave_a_thread, leave_a_memfd])
+def test_tainted_worker_is_not_reused(
+    client: Client, server: ServerProcess, taint: Callable[[], int]
+) -> None:
+    tainted = client.exec(taint)
+    wait_for(lambda: server.worker_gone(tainted), what="the tainted worker to be retired")
     assert tainted not in [client.exec(getpid) for _ in range(4)]
 
 
@@ -212,7 +225,9 @@ def test_memory_limit_stops_only_that_worker(make_server: Callable[..., ServerPr
         assert client.exec(lambda: 1) == 1
 
 
-def test_ignoring_sigterm_does_not_outlive_the_deadline(client: Client) -> None:
+def test_ignoring_sigterm_does_not_outlive_the_deadline(
+    client: Client, server: ServerProcess
+) -> None:
     def stubborn() -> Any:
         import os
         import signal
@@ -232,4 +247,4 @@ def test_ignoring_sigterm_does_not_outlive_the_deadline(client: Client) -> None:
     pid = next(batches).column(0)[0].as_py()
     with pytest.raises(UdfTimeoutError):
         list(batches)
-    wait_for(lambda: process_gone(pid), what=f"worker {pid} to be killed")
+    wait_for(lambda: server.worker_gone(pid), what=f"worker {pid} to be killed")

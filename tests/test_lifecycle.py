@@ -51,18 +51,18 @@ def test_client_deadline_kills_the_worker(server: ServerProcess) -> None:
     import pyarrow as pa
 
     pid = int(pa.ipc.open_stream(ipc).read_next_batch().column(0)[0].as_py())
-    wait_for(lambda: process_gone(pid), what=f"worker {pid} to be killed")
+    wait_for(lambda: server.worker_gone(pid), what=f"worker {pid} to be killed")
 
 
 def test_client_cancel_kills_the_worker(client: Client, server: ServerProcess) -> None:
     stream = client.stream(pid_then_sleep)
     pid = first_pid(stream)
-    assert pid in server.worker_pids()
+    assert pid in server.worker_ns_pids()
     stream.cancel()
-    wait_for(lambda: process_gone(pid), what=f"worker {pid} to be killed")
+    wait_for(lambda: server.worker_gone(pid), what=f"worker {pid} to be killed")
 
 
-def test_timeout_option_kills_the_worker(client: Client) -> None:
+def test_timeout_option_kills_the_worker(client: Client, server: ServerProcess) -> None:
     stream = client.with_options(timeout=1.0).stream(pid_then_sleep)
     batches = iter(stream)
     pid = first_pid(batches)
@@ -70,7 +70,7 @@ def test_timeout_option_kills_the_worker(client: Client) -> None:
         list(batches)
     assert caught.value.reason == "ERROR_REASON_TIMEOUT"
     assert caught.value.metadata["timeout_seconds"] == "1"
-    wait_for(lambda: process_gone(pid), what=f"worker {pid} to be killed")
+    wait_for(lambda: server.worker_gone(pid), what=f"worker {pid} to be killed")
 
 
 def test_busy_loop_is_killed_on_timeout(client: Client) -> None:
@@ -101,7 +101,7 @@ def test_one_shot_workers(make_server: Callable[..., ServerProcess]) -> None:
     with Client(server.address) as client:
         pids = [client.exec(getpid) for _ in range(4)]
     assert len(set(pids)) == 4
-    wait_for(lambda: all(process_gone(p) for p in pids), what="used workers to exit")
+    wait_for(lambda: all(server.worker_gone(p) for p in pids), what="used workers to exit")
 
 
 def test_worker_state_is_cleared_by_a_failure_kill(client: Client) -> None:
@@ -151,7 +151,7 @@ def test_server_death_takes_template_and_workers_along(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path)
     template = server.template_pid()
     wait_for(lambda: len(server.worker_pids()) >= 2, what="ready workers")
-    workers = server.worker_pids()
+    workers = children(template)  # the workers and the init of their PID namespace
     os.kill(server.pid, signal.SIGKILL)
     server.stop()
     for pid in (template, *workers):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from tilefn.client import Client, InvalidRequestError, ResourceExhaustedError
+
+from conftest import ServerProcess
 
 
 def spin() -> None:
@@ -38,6 +42,21 @@ def test_memory_limit_per_request_and_reset_afterwards(client: Client) -> None:
     # The next calls (fresh or reused workers) are back at the server's limit.
     for _ in range(3):
         assert client.exec(fill_memfd, 384) == 384
+
+
+def test_a_lowered_limit_does_not_stick_to_the_slot(
+    make_server: Callable[..., ServerProcess],
+) -> None:
+    """One worker at a time: every new worker reuses the slot (uid, cgroup) of the last one."""
+    server = make_server(
+        "--max-workers", "1", "--ready-workers", "1", "--max-tasks-per-worker", "1"
+    )
+    with Client(server.address) as client:
+        with pytest.raises(ResourceExhaustedError):
+            client.with_options(memory_bytes=128 << 20).exec(fill_memfd, 256)
+        for _ in range(3):
+            assert client.with_options(timeout=30).exec(fill_memfd, 256) == 256
+        assert "cgroups" in client.server_info()["sandbox"]["active_layers"]
 
 
 def test_limits_within_bounds_let_work_finish(client: Client) -> None:
