@@ -12,6 +12,7 @@ from ._errors import (
     SandboxUnavailableError,
     UdfFailedError,
     WorkerDiedError,
+    WorkersUnavailableError,
     describe_exit,
 )
 from ._pool import PoolConfig, PoolStats, WorkerPool
@@ -36,5 +37,6 @@ __all__ = [
     "WorkerDiedError",
     "WorkerHandle",
     "WorkerPool",
+    "WorkersUnavailableError",
     "describe_exit",
 ]

@@ -7,6 +7,7 @@
     ├── WorkerDiedError           the worker process exited or was killed mid-task
     ├── ProtocolViolationError    the worker sent a frame that breaks the protocol
     ├── PoolClosedError           the pool is shut down (or its template died and could not restart)
+    ├── WorkersUnavailableError   workers keep failing to start (for now)
     └── SandboxUnavailableError   strict mode, and a sandbox layer is missing on this machine
 
 The server maps these to gRPC statuses; the sandbox itself never imports grpc.
@@ -62,6 +63,10 @@ class ProtocolViolationError(SandboxError):
 
 class PoolClosedError(SandboxError):
     """The pool takes no more work."""
+
+
+class WorkersUnavailableError(SandboxError):
+    """Workers keep failing to start; the pool fails work fast until one starts again."""
 
 
 def describe_exit(returncode: int | None) -> str:

@@ -89,7 +89,7 @@ def prepare(memory_bytes: int, pid_namespace_error: str) -> SandboxSetup:
     """Compute, in the template, what every worker needs to confine itself."""
     cap_file = Path("/proc/sys/kernel/cap_last_cap")
     last_cap = int(cap_file.read_text()) if cap_file.exists() else 63
-    root = tempfile.mkdtemp(prefix="tilefn-root-")
+    root = tempfile.mkdtemp(prefix=f"tilefn-root-{os.getpid()}-")
     paths = tuple(filesystem.readable_paths())
     return SandboxSetup(
         root,

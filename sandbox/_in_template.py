@@ -10,6 +10,7 @@ Control protocol on the SOCK_SEQPACKET control socket (one JSON document per mes
     template -> parent   {"event": "hello", "pid": p}                 once, when warm
     template -> parent   {"event": "spawned", "pid": p} + [channel fd, pidfd]
     template -> parent   {"event": "exited", "pid": p, "returncode": rc}
+    template -> parent   {"event": "spawn_failed", "error": text}        fork failed
 
 The template reaps its workers and reports how each ended; when the parent goes away (control
 socket EOF or parent death) it kills every worker and exits.
@@ -117,7 +118,14 @@ class Template:
             end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CHANNEL_BUFFER)
             end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, CHANNEL_BUFFER)
         template_pid = os.getpid()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # out of processes or memory: the parent retries later
+            self.free_slots.append(slot)
+            parent_end.close()
+            child_end.close()
+            self.send({"event": "spawn_failed", "error": str(exc)})
+            return
         if pid == 0:
             _become_worker(child_end, template_pid, self.setup, slot)
         child_end.close()

@@ -24,7 +24,13 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from ._errors import PoolClosedError, SandboxError, SandboxUnavailableError, UdfFailedError
+from ._errors import (
+    PoolClosedError,
+    SandboxError,
+    SandboxUnavailableError,
+    UdfFailedError,
+    WorkersUnavailableError,
+)
 from ._template import TemplateProcess
 from ._worker import WorkerHandle
 
@@ -32,6 +38,10 @@ log = logging.getLogger(__name__)
 
 #: Layers strict mode does without when the kernel lacks them (they back up other layers).
 OPTIONAL_LAYERS = frozenset({"landlock"})
+#: Workers failing to start in a row before the pool reports itself unhealthy and fails fast.
+MAX_START_FAILURES = 3
+#: Seconds between attempts to start a worker while they keep failing.
+START_RETRY_DELAY = 1.0
 
 
 def missing_layers(layers: dict[str, bool]) -> list[str]:
@@ -96,6 +106,8 @@ class WorkerPool:
         self._starting = 0  # spawned, not yet ready
         self._requested = 0  # asked of the template, not yet spawned
         self._closed = False
+        self._start_failures = 0  # in a row
+        self._retry_at = 0.0  # while workers keep failing: no new attempt before this
         self._tasks: set[asyncio.Task[None]] = set()
         #: The sandbox layers the workers report as active.
         self.layers: dict[str, bool] = {}
@@ -113,7 +125,7 @@ class WorkerPool:
         """
         self._slots = asyncio.Semaphore(self.config.max_workers)
         self._first_ready = asyncio.get_running_loop().create_future()
-        self._template.attach(self._on_spawned, self._on_exited, self._on_template_lost)
+        self._attach(self._template)
         self._replenish()
         try:
             layers = await asyncio.wait_for(self._first_ready, self.config.ready_timeout)
@@ -196,6 +208,8 @@ class WorkerPool:
             if worker.alive:
                 self._replenish()
                 return worker
+        if self._failing:
+            raise WorkersUnavailableError(self._failing_message())
         waiter: asyncio.Future[WorkerHandle] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         self._replenish()
@@ -220,7 +234,7 @@ class WorkerPool:
         self._replenish()
 
     def _replenish(self) -> None:
-        if self._closed or self._restarting:
+        if self._closed or self._restarting or time.monotonic() < self._retry_at:
             return
         pending = self._starting + self._requested
         wanted = self.config.ready_workers + len(self._waiters) - len(self._fresh) - pending
@@ -261,12 +275,45 @@ class WorkerPool:
             self._check_layers(worker)
             self._setup_seconds.append(time.perf_counter() - forked)
         except (SandboxError, TimeoutError, OSError) as exc:
-            log.error("worker %d failed to start: %s", worker.pid, exc)
             worker.kill()
+            self._start_failed(f"worker {worker.pid} failed to start: {exc}")
             return
         finally:
             self._starting -= 1
+        self._start_succeeded()
         self._offer(worker)
+
+    @property
+    def _failing(self) -> bool:
+        return self._start_failures >= MAX_START_FAILURES
+
+    def _failing_message(self) -> str:
+        return f"{self._start_failures} sandboxed workers in a row failed to start; see the log"
+
+    def _start_failed(self, why: str) -> None:
+        """Count a worker that did not start; past a few in a row, fail fast and retry slowly."""
+        log.error("%s", why)
+        self._start_failures += 1
+        if not self._failing:
+            return
+        if self._start_failures == MAX_START_FAILURES:
+            self._set_healthy(False)
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(WorkersUnavailableError(self._failing_message()))
+        self._retry_at = time.monotonic() + START_RETRY_DELAY
+        asyncio.get_running_loop().call_later(START_RETRY_DELAY, self._replenish)
+
+    def _start_succeeded(self) -> None:
+        if self._failing:
+            log.info("workers start again")
+            self._set_healthy(True)
+        self._start_failures = 0
+        self._retry_at = 0.0
+
+    def _on_spawn_failed(self, error: str) -> None:
+        self._requested = max(0, self._requested - 1)
+        self._start_failed(f"the template could not fork a worker: {error}")
 
     def _check_layers(self, worker: WorkerHandle) -> None:
         """In strict mode, once the pool is open, a worker missing a layer is never used."""
@@ -298,6 +345,8 @@ class WorkerPool:
         if worker is not None:
             worker.out_of_memory = out_of_memory
             worker.set_exited(returncode)
+            with contextlib.suppress(ValueError):  # a ready worker died: it must be replaced
+                self._fresh.remove(worker)
             self._replenish()
 
     def _on_template_lost(self) -> None:
@@ -329,9 +378,14 @@ class WorkerPool:
         finally:
             self._restarting = False
         self._template = template
-        template.attach(self._on_spawned, self._on_exited, self._on_template_lost)
+        self._attach(template)
         self._set_healthy(True)
         self._replenish()
+
+    def _attach(self, template: TemplateProcess) -> None:
+        template.attach(
+            self._on_spawned, self._on_exited, self._on_template_lost, self._on_spawn_failed
+        )
 
     def _set_healthy(self, healthy: bool) -> None:
         if self._on_health is not None:

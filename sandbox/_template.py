@@ -56,6 +56,7 @@ class TemplateProcess:
         self._on_spawned: SpawnedCallback | None = None
         self._on_exited: ExitedCallback | None = None
         self._on_lost: Callable[[], None] | None = None
+        self._on_spawn_failed: Callable[[str], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._limit_waiters: dict[int, asyncio.Future[str]] = {}
 
@@ -94,11 +95,16 @@ class TemplateProcess:
         self._control = ours
 
     def attach(
-        self, on_spawned: SpawnedCallback, on_exited: ExitedCallback, on_lost: Callable[[], None]
+        self,
+        on_spawned: SpawnedCallback,
+        on_exited: ExitedCallback,
+        on_lost: Callable[[], None],
+        on_spawn_failed: Callable[[str], None],
     ) -> None:
         """Start delivering the template's events to callbacks on the running event loop."""
         assert self._control is not None, "start() first"
         self._on_spawned, self._on_exited, self._on_lost = on_spawned, on_exited, on_lost
+        self._on_spawn_failed = on_spawn_failed
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._control.fileno(), self._on_readable)
 
@@ -151,6 +157,8 @@ class TemplateProcess:
         elif event.get("event") == "exited":
             oom = event.get("out_of_memory") is True
             self._on_exited(int(event["pid"]), event.get("returncode"), oom)
+        elif event.get("event") == "spawn_failed" and self._on_spawn_failed:
+            self._on_spawn_failed(str(event.get("error", ""))[:200])
         else:
             for fd in fds:
                 os.close(fd)

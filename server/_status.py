@@ -25,6 +25,7 @@ from tilefn.sandbox import (
     ProtocolViolationError,
     UdfFailedError,
     WorkerDiedError,
+    WorkersUnavailableError,
     describe_exit,
 )
 from tilefn.v1 import error_pb2
@@ -52,6 +53,7 @@ CODES: dict[int, grpc.StatusCode] = {
     R.ERROR_REASON_WORKER_PROTOCOL_VIOLATION: C.ABORTED,
     R.ERROR_REASON_NOT_IMPLEMENTED: C.UNIMPLEMENTED,
     R.ERROR_REASON_SHUTTING_DOWN: C.UNAVAILABLE,
+    R.ERROR_REASON_WORKERS_UNAVAILABLE: C.UNAVAILABLE,
     R.ERROR_REASON_INTERNAL: C.INTERNAL,
     R.ERROR_REASON_ARRAY_NOT_FOUND: C.NOT_FOUND,
     R.ERROR_REASON_ARRAY_URI_REFUSED: C.PERMISSION_DENIED,
@@ -91,6 +93,13 @@ class RichStatus(grpc.Status):
     trailing_metadata: tuple[tuple[str, str | bytes], ...]
 
 
+#: Pool errors that reach the client with their own message.
+POOL_REASONS: tuple[tuple[type[Exception], int], ...] = (
+    (WorkersUnavailableError, R.ERROR_REASON_WORKERS_UNAVAILABLE),
+    (PoolClosedError, R.ERROR_REASON_SHUTTING_DOWN),
+)
+
+
 def to_service_error(exc: BaseException) -> ServiceError:
     """Translate any exception into a ServiceError (unknown ones are INTERNAL and logged)."""
     if isinstance(exc, ServiceError):
@@ -108,8 +117,9 @@ def to_service_error(exc: BaseException) -> ServiceError:
         return ServiceError(
             R.ERROR_REASON_WORKER_PROTOCOL_VIOLATION, f"the worker broke the protocol: {exc}"
         )
-    if isinstance(exc, PoolClosedError):
-        return ServiceError(R.ERROR_REASON_SHUTTING_DOWN, str(exc))
+    for kind, reason in POOL_REASONS:
+        if isinstance(exc, kind):
+            return ServiceError(reason, str(exc))
     log.exception("internal error", exc_info=exc)
     return ServiceError(R.ERROR_REASON_INTERNAL, "internal server error; see the server log")
 

@@ -15,8 +15,9 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tilefn.client import Client, UdfTimeoutError
+from tilefn.client import Client, UdfTimeoutError, UnavailableError
 from tilefn.client._request import Options, build_request
 from tilefn.v1 import udf_service_pb2_grpc
 
@@ -172,6 +173,39 @@ def test_template_death_is_recovered(make_server: Callable[..., ServerProcess]) 
     with Client(server.address) as client:
         assert client.exec(lambda: 6 * 7) == 42
     assert server.template_pid() != template
+
+
+def health_status(address: str) -> int:
+    with grpc.insecure_channel(address) as channel:
+        request = health_pb2.HealthCheckRequest(service="")
+        reply = health_pb2_grpc.HealthStub(channel).Check(request, timeout=10)
+    return int(reply.status)
+
+
+def test_workers_failing_to_start_fail_calls_fast(
+    make_server: Callable[..., ServerProcess],
+) -> None:
+    """Break every new worker's filesystem layer: calls must fail fast, health must say so."""
+    server = make_server("--ready-workers", "1", "--max-tasks-per-worker", "1")
+    (root,) = Path("/tmp").glob(f"tilefn-root-{server.template_pid()}-*")
+    moved = root.with_name(root.name + "-moved")
+    root.rename(moved)
+    root.write_text("mounting a root here now fails")
+    serving = health_pb2.HealthCheckResponse.SERVING
+    not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+    with Client(server.address) as client:
+        try:
+            for pid in server.worker_pids():
+                os.kill(pid, signal.SIGKILL)
+            wait_for(lambda: health_status(server.address) == not_serving, what="NOT_SERVING")
+            with pytest.raises(UnavailableError) as caught:  # not a timeout: it fails fast
+                client.with_options(timeout=120).exec(lambda: 1)
+            assert caught.value.reason == "ERROR_REASON_WORKERS_UNAVAILABLE"
+        finally:
+            root.unlink()
+            moved.rename(root)
+        wait_for(lambda: health_status(server.address) == serving, what="SERVING again")
+        assert client.exec(lambda: 6 * 7) == 42
 
 
 def test_strict_sandbox_refuses_to_start_without_privileges(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_REASON_RESULT_TOO_LARGE: _ClassVar[ErrorReason]
     ERROR_REASON_MEMORY_LIMIT: _ClassVar[ErrorReason]
     ERROR_REASON_CPU_LIMIT: _ClassVar[ErrorReason]
+    ERROR_REASON_WORKERS_UNAVAILABLE: _ClassVar[ErrorReason]
 ERROR_REASON_UNSPECIFIED: ErrorReason
 ERROR_REASON_UDF_MISSING: ErrorReason
 ERROR_REASON_UDF_SOURCE_INVALID: ErrorReason
@@ -62,3 +63,4 @@ ERROR_REASON_ARRAY_READ_FAILED: ErrorReason
 ERROR_REASON_RESULT_TOO_LARGE: ErrorReason
 ERROR_REASON_MEMORY_LIMIT: ErrorReason
 ERROR_REASON_CPU_LIMIT: ErrorReason
+ERROR_REASON_WORKERS_UNAVAILABLE: ErrorReason
