@@ -15,13 +15,14 @@ from tilefn.v1 import (
     array_service_pb2_grpc,
     server_info_pb2,
     server_info_pb2_grpc,
+    udf_service_pb2,
     udf_service_pb2_grpc,
 )
 
 from ._arrays import ArrayInfo, ArrayRead, as_read, schema_dict
 from ._exceptions import from_rpc_error
 from ._request import Options, Udf, build_request
-from ._result import AsyncResultStream, ResultStream
+from ._result import AsyncResultStream, ResultStream, decode_ipc
 
 ChannelOptions = Sequence[tuple[str, Any]]
 DEFAULT_CHANNEL_OPTIONS: ChannelOptions = (("grpc.max_receive_message_length", 16 << 20),)
@@ -43,6 +44,15 @@ class _ClientBase:
         clone.options = dataclasses.replace(self.options, **changes)
         return clone
 
+    def _request(
+        self,
+        fn: Udf,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        arrays: Sequence[ArrayRead] = (),
+    ) -> udf_service_pb2.ExecuteUdfRequest:
+        return build_request(fn, args, kwargs, self.options, arrays)
+
     def _call(
         self,
         fn: Udf,
@@ -50,7 +60,7 @@ class _ClientBase:
         kwargs: dict[str, Any],
         arrays: Sequence[ArrayRead] = (),
     ) -> Any:
-        request = build_request(fn, args, kwargs, self.options, arrays)
+        request = self._request(fn, args, kwargs, arrays)
         return self._udf.ExecuteUdf(request, timeout=self.options.deadline())
 
     def _schema_request(self, array: str) -> array_service_pb2.GetArraySchemaRequest:
@@ -82,6 +92,19 @@ class Client(_ClientBase):
     def exec(self, fn: Udf, /, *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` on the server and return its result as a Python value."""
         return self.stream(fn, *args, **kwargs).value()
+
+    def call(self, fn: Udf, /, *args: Any, **kwargs: Any) -> Any:
+        """Like ``exec`` in one unary round trip: the lowest latency, for small results.
+
+        A result larger than the server's ``max_unary_result_bytes`` (3 MiB by default) fails
+        with ``ResourceExhaustedError`` (``ERROR_REASON_RESULT_TOO_LARGE``): use ``exec``.
+        """
+        request = self._request(fn, args, kwargs)
+        try:
+            reply = self._udf.CallUdf(request, timeout=self.options.deadline())
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return decode_ipc(reply.ipc)
 
     def stream(self, fn: Udf, /, *args: Any, **kwargs: Any) -> ResultStream:
         """Run ``fn(*args, **kwargs)``; iterate the result's record batches as they arrive."""
@@ -171,6 +194,15 @@ class AsyncClient(_ClientBase):
     async def exec(self, fn: Udf, /, *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` on the server and return its result as a Python value."""
         return await self.stream(fn, *args, **kwargs).value()
+
+    async def call(self, fn: Udf, /, *args: Any, **kwargs: Any) -> Any:
+        """Like ``exec`` in one unary round trip (see :meth:`Client.call`)."""
+        request = self._request(fn, args, kwargs)
+        try:
+            reply = await self._udf.CallUdf(request, timeout=self.options.deadline())
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return decode_ipc(reply.ipc)
 
     def stream(self, fn: Udf, /, *args: Any, **kwargs: Any) -> AsyncResultStream:
         """Run ``fn(*args, **kwargs)``; ``async for`` over the result's record batches."""

@@ -29,6 +29,8 @@ from typing import Any
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
+from tilefn.v1 import udf_service_pb2
+
 DETAILS_KEY = "grpc-status-details-bin"
 TASK_ID_KEY = "tilefn-task-id"
 
@@ -146,12 +148,12 @@ def from_rpc_error(error: grpc.RpcError) -> TilefnError:
     code: grpc.StatusCode = error.code()
     details: str = error.details() or ""
     trailing = _pairs(error.trailing_metadata())
-    reason, metadata, traceback = _rich_details(trailing.get(DETAILS_KEY))
+    reason, metadata, traceback, logs = _rich_details(trailing.get(DETAILS_KEY))
     task_id = metadata.pop("task_id", "") or str(trailing.get(TASK_ID_KEY, ""))
     kind = _BY_REASON.get(reason) or _BY_CODE.get(code, InternalError)
     if code == grpc.StatusCode.UNKNOWN and not reason:
         kind = InternalError
-    return kind(
+    failure = kind(
         details or code.name,
         code=code,
         reason=reason,
@@ -159,6 +161,8 @@ def from_rpc_error(error: grpc.RpcError) -> TilefnError:
         task_id=task_id,
         remote_traceback=traceback,
     )
+    failure.logs = logs
+    return failure
 
 
 def _pairs(metadata: Iterable[Any] | None) -> dict[str, Any]:
@@ -169,11 +173,12 @@ def _pairs(metadata: Iterable[Any] | None) -> dict[str, Any]:
     return pairs
 
 
-def _rich_details(blob: bytes | None) -> tuple[str, dict[str, str], str]:
+def _rich_details(blob: bytes | None) -> tuple[str, dict[str, str], str, str]:
+    """Reason, metadata, remote traceback and logs from a google.rpc.Status blob."""
     if not blob:
-        return "", {}, ""
+        return "", {}, "", ""
     status = status_pb2.Status.FromString(blob)
-    reason, metadata, traceback = "", {}, ""
+    reason, metadata, traceback, logs = "", {}, "", ""
     for detail in status.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
@@ -183,4 +188,8 @@ def _rich_details(blob: bytes | None) -> tuple[str, dict[str, str], str]:
             debug = error_details_pb2.DebugInfo()
             detail.Unpack(debug)
             traceback = debug.detail
-    return reason, metadata, traceback
+        elif detail.Is(udf_service_pb2.TaskLogs.DESCRIPTOR):  # CallUdf failures carry them
+            printed = udf_service_pb2.TaskLogs()
+            detail.Unpack(printed)
+            logs = printed.text
+    return reason, metadata, traceback, logs

@@ -50,6 +50,12 @@ class Logs:
     truncated: bool
 
 
+def decode_ipc(ipc: bytes) -> Any:
+    """The natural Python value of a complete Arrow IPC stream (a CallUdf result)."""
+    reader = pa.ipc.open_stream(ipc)
+    return codec.decode(reader.schema, list(reader))
+
+
 class _Responses:
     """State shared by the sync and async streams: call, task id, decoder, logs, summary."""
 

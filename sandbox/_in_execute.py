@@ -165,10 +165,14 @@ def call(fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any
 
 
 class Counted:
-    """Counts rows and batches of a batch iterator as it is consumed."""
+    """Counts rows and batches of a batch iterator as it is consumed.
 
-    def __init__(self, batches: Iterator[pa.RecordBatch]) -> None:
+    ``streaming``: the UDF returned a generator, whose batches should leave as they are made.
+    """
+
+    def __init__(self, batches: Iterator[pa.RecordBatch], streaming: bool) -> None:
         self._batches = batches
+        self.streaming = streaming
         self.rows = 0
         self.batches = 0
 
@@ -189,24 +193,30 @@ def encode_result(value: Any, max_batch_bytes: int) -> tuple[pa.Schema, Counted]
         ) from None
     except BaseException as exc:
         raise udf_raised(exc) from None
-    return encoded.schema, Counted(encoded.batches)
+    return encoded.schema, Counted(encoded.batches, isinstance(value, Iterator))
 
 
-def write_stream(sock: socket.socket, schema: pa.Schema, batches: Counted, task: TaskSpec) -> int:
-    """Write the result as one IPC stream in DATA frames; return the stream's size in bytes."""
+def write_stream(
+    sock: socket.socket, schema: pa.Schema, batches: Counted, task: TaskSpec
+) -> tuple[int, bytes]:
+    """Write the result as one IPC stream in DATA frames.
+
+    Returns the stream's size in bytes and its last DATA frame, unsent: the caller sends it
+    together with the task's final frames, so a small result costs the parent one wakeup.
+    """
     sink = ChunkSink(sock, task.max_chunk_bytes)
     options = pa.ipc.IpcWriteOptions(compression=task.compression)
     with pa.ipc.new_stream(sink, schema, options=options) as writer:
         try:
             for batch in batches:
                 writer.write_batch(batch)
-                sink.flush()  # a batch goes out now, not when a later one fills the chunk
+                if batches.streaming:
+                    sink.flush()  # a generator's batch goes out now, not with a later one
         except codec.CodecError as exc:
             raise TaskFailure("ERROR_REASON_RESULT_TYPE_UNSUPPORTED", _cut(str(exc))) from None
         except BaseException as exc:
             raise udf_raised(exc) from None
-    sink.flush()
-    return sink.total
+    return sink.total, sink.take_frame()
 
 
 class ChunkSink:
@@ -223,16 +233,14 @@ class ChunkSink:
         view = memoryview(data).cast("B")
         size = len(view)
         while view:
-            if not self._pending and len(view) >= self._limit:
-                # Big buffers go out in place, without a copy into the pending buffer.
-                send_frame(self._sock, FrameType.DATA, view[: self._limit])
-                view = view[self._limit :]
-                continue
-            take = min(self._limit - len(self._pending), len(view))
-            self._pending += view[:take]
-            view = view[take:]
-            if len(self._pending) == self._limit:
-                self.flush()
+            room = self._limit - len(self._pending)
+            if len(view) < room:
+                self._pending += view  # small pieces (IPC metadata, padding) are gathered
+                break
+            # A frame is full: send what is pending plus the start of this buffer, in place.
+            send_frame(self._sock, FrameType.DATA, memoryview(self._pending), view[:room])
+            self._pending = bytearray()
+            view = view[room:]
         self.total += size
         return size
 
@@ -241,6 +249,14 @@ class ChunkSink:
             send_frame(self._sock, FrameType.DATA, memoryview(self._pending))
             self._pending = bytearray()
 
+    def take_frame(self) -> bytes:
+        """The pending bytes as a DATA frame, not sent (empty when nothing is pending)."""
+        if not self._pending:
+            return b""
+        frame = HEADER.pack(FrameType.DATA, len(self._pending)) + self._pending
+        self._pending = bytearray()
+        return frame
+
     def close(self) -> None:
         self.closed = True
 
@@ -248,9 +264,11 @@ class ChunkSink:
         return True
 
 
-def send_frame(sock: socket.socket, kind: FrameType, payload: memoryview | bytes) -> None:
-    """Send one frame, blocking until the parent has room (this is the backpressure)."""
-    buffers: list[memoryview] = [memoryview(HEADER.pack(kind, len(payload))), memoryview(payload)]
+def send_frame(sock: socket.socket, kind: FrameType, *parts: memoryview | bytes) -> None:
+    """Send one frame whose payload is ``parts`` joined, blocking until the parent has room
+    (this is the backpressure)."""
+    size = sum(len(part) for part in parts)
+    buffers = [memoryview(HEADER.pack(kind, size)), *(memoryview(p) for p in parts if len(p))]
     while buffers:
         sent = sock.sendmsg(buffers)
         while buffers and sent >= len(buffers[0]):
@@ -268,5 +286,6 @@ def warm_up() -> None:
     with ours, theirs:
         for value in (fn(), {"a": [1.0]}, np.arange(8)):
             schema, batches = encode_result(value, 1 << 16)
-            write_stream(ours, schema, batches, TaskSpec(udf_kind="source", udf=b""))
+            _, tail = write_stream(ours, schema, batches, TaskSpec(udf_kind="source", udf=b""))
+            ours.sendall(tail)
             theirs.recv(1 << 16)  # drain, so the small socket buffer never fills

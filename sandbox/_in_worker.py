@@ -148,8 +148,9 @@ def _serve(channel: socket.socket, task: TaskSpec, tidy: Tidy) -> None:
     _limit_cpu(task.cpu_seconds)
     captured = LogTail(task.max_log_bytes)
     sys.stdout = sys.stderr = captured
+    tail = b""
     try:
-        kind, body = FrameType.DONE, _run(channel, task)
+        kind, body, tail = FrameType.DONE, *_run(channel, task)
         body["wall_seconds"] = time.perf_counter() - started
         body["cpu_seconds"] = time.process_time() - cpu_started
     except execute.TaskFailure as failure:
@@ -161,17 +162,20 @@ def _serve(channel: socket.socket, task: TaskSpec, tidy: Tidy) -> None:
                 os.close(fd)
     body["peak_memory_bytes"] = _peak_memory()
     body["retire"] = tidy() or task.cpu_seconds > 0
-    channel.sendall(captured.frame() + control_frame(kind, body))
+    channel.sendall(tail + captured.frame() + control_frame(kind, body))
 
 
-def _run(channel: socket.socket, task: TaskSpec) -> dict[str, object]:
-    """Load, call and encode; stream the result; raise TaskFailure on any failure."""
+def _run(channel: socket.socket, task: TaskSpec) -> tuple[dict[str, object], bytes]:
+    """Load, call, encode and stream the result, but for its last DATA frame (returned).
+
+    Raises TaskFailure on any failure.
+    """
     fn = execute.load_udf(task)
     args, kwargs = execute.decode_arguments(task, functools.partial(_fetch_batch, channel))
     result = execute.call(fn, args, kwargs)
     schema, batches = execute.encode_result(result, task.max_chunk_bytes)
-    ipc_bytes = execute.write_stream(channel, schema, batches, task)
-    return {"rows": batches.rows, "batches": batches.batches, "ipc_bytes": ipc_bytes}
+    ipc_bytes, tail = execute.write_stream(channel, schema, batches, task)
+    return {"rows": batches.rows, "batches": batches.batches, "ipc_bytes": ipc_bytes}, tail
 
 
 def _limit_cpu(seconds: float) -> None:

@@ -27,9 +27,10 @@ from ._protocol import (
     encode_task,
 )
 
+#: Tasks up to this size go to the worker in one write, not a header and then the rest.
+SMALL_TASK_BYTES = 256 * 1024
 #: How long to wait for the template's exit report once a worker's channel hits EOF.
 EXIT_REPORT_TIMEOUT = 5.0
-RECV_SIZE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,6 @@ class WorkerHandle:
         self.retire_requested = False
         self._channel = channel
         self._pidfd: int | None = pidfd
-        self._leftover = b""
         self.exited: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
         channel.setblocking(False)
 
@@ -134,9 +134,12 @@ class WorkerHandle:
         self.tasks_run += 1
         loop = asyncio.get_running_loop()
         header, *rest = encode_task(task)
-        await self._send_with_fds(header, task.fds)
-        for buffer in rest:
-            await loop.sock_sendall(self._channel, buffer)
+        if not task.fds and sum(map(len, rest)) <= SMALL_TASK_BYTES:
+            await loop.sock_sendall(self._channel, b"".join([header, *rest]))  # one wakeup
+        else:
+            await self._send_with_fds(header, task.fds)
+            for buffer in rest:
+                await loop.sock_sendall(self._channel, buffer)
         while True:
             kind, payload = await self._read_frame(_frame_limit(task))
             if kind == FrameType.DATA:
@@ -220,17 +223,17 @@ class WorkerHandle:
         return frame_type, await self._read_exactly(length)
 
     async def _read_exactly(self, size: int) -> bytes:
-        pieces, have = [self._leftover], len(self._leftover)
+        """Read exactly ``size`` bytes; usually one recv that the kernel copies straight into
+        the returned object (the worker's frames are smaller than the socket buffer)."""
         loop = asyncio.get_running_loop()
+        parts, have = [], 0
         while have < size:
-            piece = await loop.sock_recv(self._channel, max(size - have, RECV_SIZE))
+            piece = await loop.sock_recv(self._channel, size - have)
             if not piece:
                 await self._died()
-            pieces.append(piece)
+            parts.append(piece)
             have += len(piece)
-        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-        self._leftover = data[size:]
-        return data[:size] if len(data) > size else data
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def _died(self) -> None:
         try:

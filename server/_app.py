@@ -22,19 +22,17 @@ from tilefn.v1 import (
     array_service_pb2_grpc,
     server_info_pb2,
     server_info_pb2_grpc,
-    udf_service_pb2,
-    udf_service_pb2_grpc,
 )
 
 from ._array_service import ArrayService
 from ._config import ServerConfig
 from ._info_service import ServerInfoService
 from ._staging import make_catalog
-from ._udf_service import UdfService
+from ._udf_service import SERVICE as UDF_SERVICE
+from ._udf_service import UdfService, add_to_server
 
 log = logging.getLogger(__name__)
 
-UDF_SERVICE = udf_service_pb2.DESCRIPTOR.services_by_name["UdfService"].full_name
 ARRAY_SERVICE = array_service_pb2.DESCRIPTOR.services_by_name["ArrayService"].full_name
 INFO_SERVICE = server_info_pb2.DESCRIPTOR.services_by_name["ServerInfoService"].full_name
 #: Headroom above max_request_bytes so oversized requests reach our handler and get a clear error.
@@ -62,7 +60,7 @@ class TilefnServer:
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit)])
         catalog = make_catalog(self.config)
         self._udf = UdfService(self.config, self.pool, catalog)
-        udf_service_pb2_grpc.add_UdfServiceServicer_to_server(self._udf, server)
+        add_to_server(self._udf, server)
         array_service_pb2_grpc.add_ArrayServiceServicer_to_server(ArrayService(catalog), server)
         info = ServerInfoService(self.config, self.pool)
         server_info_pb2_grpc.add_ServerInfoServiceServicer_to_server(info, server)

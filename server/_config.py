@@ -36,6 +36,9 @@ class ServerConfig:
     default_log_bytes: int = 64 * 1024
     #: The most printed output a request may ask to keep, in bytes.
     max_log_bytes: int = 1 * MIB
+    #: The largest result CallUdf (unary) returns in one message, in bytes; leaves room for
+    #: logs and the summary under gRPC's common 4 MiB message limit.
+    max_unary_result_bytes: int = 3 * MIB
     #: Seconds in-flight calls get to finish after SIGTERM before they are cancelled.
     drain_grace: float = 30.0
     #: Where arrays live: tiledb://ns/name is <data_root>/ns/name. A folder or any TileDB URI.
@@ -66,6 +69,7 @@ _SERVER_FLAGS = (
     "max_result_bytes",
     "default_log_bytes",
     "max_log_bytes",
+    "max_unary_result_bytes",
     "default_timeout",
     "max_timeout",
     "drain_grace",

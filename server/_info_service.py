@@ -53,6 +53,7 @@ class ServerInfoService(server_info_pb2_grpc.ServerInfoServiceServicer):
             worker_memory_bytes=config.pool.worker_memory_bytes,
             default_log_bytes=config.default_log_bytes,
             max_log_bytes=config.max_log_bytes,
+            max_unary_result_bytes=config.max_unary_result_bytes,
         )
         limits.default_timeout.FromTimedelta(timedelta(seconds=config.default_timeout))
         limits.max_timeout.FromTimedelta(timedelta(seconds=config.max_timeout))

@@ -28,7 +28,7 @@ from tilefn.sandbox import (
     WorkersUnavailableError,
     describe_exit,
 )
-from tilefn.v1 import error_pb2
+from tilefn.v1 import error_pb2, udf_service_pb2
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,8 @@ class ServiceError(Exception):
         self.message = message
         self.traceback = traceback
         self.metadata = metadata
+        #: What the UDF printed, sent in the status details (unary calls have no logs message).
+        self.logs: udf_service_pb2.TaskLogs | None = None
 
     @property
     def code(self) -> grpc.StatusCode:
@@ -155,6 +157,8 @@ def to_status(error: ServiceError, task_id: str = "") -> RichStatus:
             stack_entries=error.traceback.splitlines(), detail=error.traceback
         )
         details.append(_pack(debug))
+    if error.logs is not None:
+        details.append(_pack(error.logs))
     status = status_pb2.Status(code=error.code.value[0], message=error.message, details=details)
     trailing: tuple[tuple[str, str | bytes], ...] = (
         ("grpc-status-details-bin", status.SerializeToString()),

@@ -13,21 +13,30 @@ from google.protobuf import duration_pb2
 
 from tilefn.sandbox import TaskLogs, TaskSummary, WorkerPool
 from tilefn.v1 import udf_service_pb2 as pb
-from tilefn.v1 import udf_service_pb2_grpc
 
 from ._arrays import ArrayCatalog
 from ._config import ServerConfig
 from ._request import Execution, plan_execution
 from ._staging import StagedArrays
-from ._status import TASK_ID_KEY, R, ServiceError, status_mapped
+from ._status import (
+    TASK_ID_KEY,
+    R,
+    ServiceError,
+    status_mapped,
+    to_service_error,
+    unary_status_mapped,
+)
 
 log = logging.getLogger(__name__)
 
+SERVICE = pb.DESCRIPTOR.services_by_name["UdfService"].full_name
+#: Field 2 (``ipc``), wire type 2 (length-delimited), of ExecuteUdfResponse.
+IPC_TAG = bytes([2 << 3 | 2])
 #: The namespace every caller shares until authentication assigns real ones.
 DEFAULT_NAMESPACE = "default"
 
 
-class UdfService(udf_service_pb2_grpc.UdfServiceServicer):
+class UdfService:
     """Serves tilefn.v1.UdfService."""
 
     def __init__(self, config: ServerConfig, pool: WorkerPool, catalog: ArrayCatalog) -> None:
@@ -39,18 +48,59 @@ class UdfService(udf_service_pb2_grpc.UdfServiceServicer):
     @status_mapped
     async def ExecuteUdf(
         self, request: pb.ExecuteUdfRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[pb.ExecuteUdfResponse]:
+    ) -> AsyncIterator[pb.ExecuteUdfResponse | bytes]:
+        """Responses are messages, or the wire bytes of an ``ipc`` one (see ``add_to_server``)."""
+        task_id, execution = self._begin(request, context)
+        yield pb.ExecuteUdfResponse(task=pb.TaskInfo(task_id=task_id))
+        async for item in self._execute(execution, request, task_id, execution.max_result_bytes):
+            if isinstance(item, TaskSummary):
+                yield pb.ExecuteUdfResponse(summary=_summary(task_id, item))
+            elif isinstance(item, TaskLogs):
+                yield pb.ExecuteUdfResponse(logs=_logs(item))
+            else:
+                yield ipc_response(item)
+
+    @unary_status_mapped
+    async def CallUdf(
+        self, request: pb.ExecuteUdfRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.CallUdfResponse:
+        task_id, execution = self._begin(request, context)
+        limit = min(execution.max_result_bytes, self._config.max_unary_result_bytes)
+        reply, pieces = pb.CallUdfResponse(task_id=task_id), []
+        try:
+            async for item in self._execute(execution, request, task_id, limit):
+                if isinstance(item, TaskSummary):
+                    reply.summary.CopyFrom(_summary(task_id, item))
+                elif isinstance(item, TaskLogs):
+                    reply.logs.CopyFrom(_logs(item))
+                else:
+                    pieces.append(item)
+        except Exception as exc:
+            error = to_service_error(exc)
+            error.logs = reply.logs if reply.HasField("logs") else None
+            raise error from None
+        reply.ipc = b"".join(pieces)
+        return reply
+
+    def _begin(
+        self, request: pb.ExecuteUdfRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> tuple[str, Execution]:
+        """Name the task (in the trailing metadata too) and validate the request."""
         task_id = uuid.uuid4().hex
         context.set_trailing_metadata(((TASK_ID_KEY, task_id),))
         if self.draining:
             raise ServiceError(R.ERROR_REASON_SHUTTING_DOWN, "the server is shutting down")
-        execution = plan_execution(request, self._config)
-        yield pb.ExecuteUdfResponse(task=pb.TaskInfo(task_id=task_id))
-        log.info("task %s started", task_id)
+        return task_id, plan_execution(request, self._config)
+
+    async def _execute(
+        self, execution: Execution, request: pb.ExecuteUdfRequest, task_id: str, limit: int
+    ) -> AsyncIterator[bytes | TaskLogs | TaskSummary]:
+        """Run the task; yield its IPC pieces (at most ``limit`` bytes), logs and summary."""
+        log.debug("task %s started", task_id)
         staged = StagedArrays(self._catalog, self._config)
         try:
-            async for response in self._run(execution, request, staged, task_id):
-                yield response
+            async for item in self._run(execution, request, staged, limit):
+                yield item
         except TimeoutError:
             raise ServiceError(
                 R.ERROR_REASON_TIMEOUT,
@@ -59,15 +109,15 @@ class UdfService(udf_service_pb2_grpc.UdfServiceServicer):
             ) from None
         finally:
             staged.close()
-            log.info("task %s ended", task_id)
+            log.debug("task %s ended", task_id)
 
     async def _run(
         self,
         execution: Execution,
         request: pb.ExecuteUdfRequest,
         staged: StagedArrays,
-        task_id: str,
-    ) -> AsyncIterator[pb.ExecuteUdfResponse]:
+        limit: int,
+    ) -> AsyncIterator[bytes | TaskLogs | TaskSummary]:
         """Read the arrays, lease a worker, relay its frames; TimeoutError past the deadline."""
         deadline = asyncio.get_running_loop().time() + execution.timeout
         async with asyncio.timeout_at(deadline):  # reading the arrays counts too
@@ -79,16 +129,46 @@ class UdfService(udf_service_pb2_grpc.UdfServiceServicer):
             frames = worker.run(task, staged.provide)
             # The deadline covers the worker, not time spent waiting on a slow reader.
             while (item := await _next_before(frames, deadline)) is not None:
-                if isinstance(item, TaskSummary):
-                    yield pb.ExecuteUdfResponse(summary=_summary(task_id, item))
-                    continue
-                if isinstance(item, TaskLogs):
-                    yield pb.ExecuteUdfResponse(logs=_logs(item))
-                    continue
-                sent += len(item)
-                if sent > execution.max_result_bytes:
-                    raise _too_large(execution.max_result_bytes)
-                yield pb.ExecuteUdfResponse(ipc=item)
+                if isinstance(item, bytes):
+                    sent += len(item)
+                    if sent > limit:
+                        raise _too_large(limit)
+                yield item
+
+
+def add_to_server(service: UdfService, server: grpc.aio.Server) -> None:
+    """Register the service like the generated ``add_UdfServiceServicer_to_server``, except that
+    ExecuteUdf's serializer passes prebuilt wire bytes through (result pieces skip protobuf)."""
+    requests = pb.ExecuteUdfRequest.FromString
+    handlers = {
+        "ExecuteUdf": grpc.unary_stream_rpc_method_handler(
+            service.ExecuteUdf, request_deserializer=requests, response_serializer=_serialize
+        ),
+        "CallUdf": grpc.unary_unary_rpc_method_handler(
+            service.CallUdf,
+            request_deserializer=requests,
+            response_serializer=pb.CallUdfResponse.SerializeToString,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)  # type: ignore[attr-defined]
+
+
+def _serialize(response: pb.ExecuteUdfResponse | bytes) -> bytes:
+    return response if isinstance(response, bytes) else response.SerializeToString()
+
+
+def ipc_response(piece: bytes) -> bytes:
+    """The wire bytes of ``ExecuteUdfResponse(ipc=piece)``, with one copy of ``piece``.
+
+    Building the message object and serializing it would copy a 1 MiB piece three times.
+    """
+    size, prefix = len(piece), bytearray(IPC_TAG)
+    while size > 0x7F:  # base-128 varint, low groups first
+        prefix.append(size & 0x7F | 0x80)
+        size >>= 7
+    prefix.append(size)
+    return bytes(prefix) + piece
 
 
 async def _next_before(

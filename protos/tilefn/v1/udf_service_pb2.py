@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from tilefn.v1 import udf_pb2 as tilefn_dot_v1_dot_udf__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btilefn/v1/udf_service.proto\x12\ttilefn.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x13tilefn/v1/udf.proto\"\xaa\x02\n\x11\x45xecuteUdfRequest\x12\x1f\n\x03udf\x18\x01 \x01(\x0b\x32\x12.tilefn.v1.UdfSpec\x12!\n\x04\x61rgs\x18\x02 \x03(\x0b\x32\x13.tilefn.v1.Argument\x12\x38\n\x06kwargs\x18\x03 \x03(\x0b\x32(.tilefn.v1.ExecuteUdfRequest.KwargsEntry\x12%\n\x06\x61rrays\x18\x04 \x03(\x0b\x32\x15.tilefn.v1.ArrayInput\x12,\n\x07options\x18\x05 \x01(\x0b\x32\x1b.tilefn.v1.ExecutionOptions\x1a\x42\n\x0bKwargsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\"\n\x05value\x18\x02 \x01(\x0b\x32\x13.tilefn.v1.Argument:\x02\x38\x01\"\xa5\x01\n\x12\x45xecuteUdfResponse\x12#\n\x04task\x18\x01 \x01(\x0b\x32\x13.tilefn.v1.TaskInfoH\x00\x12\r\n\x03ipc\x18\x02 \x01(\x0cH\x00\x12.\n\x07summary\x18\x03 \x01(\x0b\x32\x1b.tilefn.v1.ExecutionSummaryH\x00\x12#\n\x04logs\x18\x04 \x01(\x0b\x32\x13.tilefn.v1.TaskLogsH\x00\x42\x06\n\x04kind\"@\n\x08TaskLogs\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x13\n\x0btotal_bytes\x18\x02 \x01(\x04\x12\x11\n\ttruncated\x18\x03 \x01(\x08\"\x1b\n\x08TaskInfo\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\xcb\x01\n\x10\x45xecutionSummary\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04rows\x18\x02 \x01(\x04\x12\x0f\n\x07\x62\x61tches\x18\x03 \x01(\x04\x12\x11\n\tipc_bytes\x18\x04 \x01(\x04\x12,\n\twall_time\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08\x63pu_time\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11peak_memory_bytes\x18\x07 \x01(\x04\x32Y\n\nUdfService\x12K\n\nExecuteUdf\x12\x1c.tilefn.v1.ExecuteUdfRequest\x1a\x1d.tilefn.v1.ExecuteUdfResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btilefn/v1/udf_service.proto\x12\ttilefn.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x13tilefn/v1/udf.proto\"\x80\x01\n\x0f\x43\x61llUdfResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0b\n\x03ipc\x18\x02 \x01(\x0c\x12!\n\x04logs\x18\x03 \x01(\x0b\x32\x13.tilefn.v1.TaskLogs\x12,\n\x07summary\x18\x04 \x01(\x0b\x32\x1b.tilefn.v1.ExecutionSummary\"\xaa\x02\n\x11\x45xecuteUdfRequest\x12\x1f\n\x03udf\x18\x01 \x01(\x0b\x32\x12.tilefn.v1.UdfSpec\x12!\n\x04\x61rgs\x18\x02 \x03(\x0b\x32\x13.tilefn.v1.Argument\x12\x38\n\x06kwargs\x18\x03 \x03(\x0b\x32(.tilefn.v1.ExecuteUdfRequest.KwargsEntry\x12%\n\x06\x61rrays\x18\x04 \x03(\x0b\x32\x15.tilefn.v1.ArrayInput\x12,\n\x07options\x18\x05 \x01(\x0b\x32\x1b.tilefn.v1.ExecutionOptions\x1a\x42\n\x0bKwargsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\"\n\x05value\x18\x02 \x01(\x0b\x32\x13.tilefn.v1.Argument:\x02\x38\x01\"\xa5\x01\n\x12\x45xecuteUdfResponse\x12#\n\x04task\x18\x01 \x01(\x0b\x32\x13.tilefn.v1.TaskInfoH\x00\x12\r\n\x03ipc\x18\x02 \x01(\x0cH\x00\x12.\n\x07summary\x18\x03 \x01(\x0b\x32\x1b.tilefn.v1.ExecutionSummaryH\x00\x12#\n\x04logs\x18\x04 \x01(\x0b\x32\x13.tilefn.v1.TaskLogsH\x00\x42\x06\n\x04kind\"@\n\x08TaskLogs\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x13\n\x0btotal_bytes\x18\x02 \x01(\x04\x12\x11\n\ttruncated\x18\x03 \x01(\x08\"\x1b\n\x08TaskInfo\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\xcb\x01\n\x10\x45xecutionSummary\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04rows\x18\x02 \x01(\x04\x12\x0f\n\x07\x62\x61tches\x18\x03 \x01(\x04\x12\x11\n\tipc_bytes\x18\x04 \x01(\x04\x12,\n\twall_time\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08\x63pu_time\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11peak_memory_bytes\x18\x07 \x01(\x04\x32\x9e\x01\n\nUdfService\x12K\n\nExecuteUdf\x12\x1c.tilefn.v1.ExecuteUdfRequest\x1a\x1d.tilefn.v1.ExecuteUdfResponse0\x01\x12\x43\n\x07\x43\x61llUdf\x12\x1c.tilefn.v1.ExecuteUdfRequest\x1a\x1a.tilefn.v1.CallUdfResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,18 +35,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EXECUTEUDFREQUEST_KWARGSENTRY']._loaded_options = None
   _globals['_EXECUTEUDFREQUEST_KWARGSENTRY']._serialized_options = b'8\001'
-  _globals['_EXECUTEUDFREQUEST']._serialized_start=96
-  _globals['_EXECUTEUDFREQUEST']._serialized_end=394
-  _globals['_EXECUTEUDFREQUEST_KWARGSENTRY']._serialized_start=328
-  _globals['_EXECUTEUDFREQUEST_KWARGSENTRY']._serialized_end=394
-  _globals['_EXECUTEUDFRESPONSE']._serialized_start=397
-  _globals['_EXECUTEUDFRESPONSE']._serialized_end=562
-  _globals['_TASKLOGS']._serialized_start=564
-  _globals['_TASKLOGS']._serialized_end=628
-  _globals['_TASKINFO']._serialized_start=630
-  _globals['_TASKINFO']._serialized_end=657
-  _globals['_EXECUTIONSUMMARY']._serialized_start=660
-  _globals['_EXECUTIONSUMMARY']._serialized_end=863
-  _globals['_UDFSERVICE']._serialized_start=865
-  _globals['_UDFSERVICE']._serialized_end=954
+  _globals['_CALLUDFRESPONSE']._serialized_start=96
+  _globals['_CALLUDFRESPONSE']._serialized_end=224
+  _globals['_EXECUTEUDFREQUEST']._serialized_start=227
+  _globals['_EXECUTEUDFREQUEST']._serialized_end=525
+  _globals['_EXECUTEUDFREQUEST_KWARGSENTRY']._serialized_start=459
+  _globals['_EXECUTEUDFREQUEST_KWARGSENTRY']._serialized_end=525
+  _globals['_EXECUTEUDFRESPONSE']._serialized_start=528
+  _globals['_EXECUTEUDFRESPONSE']._serialized_end=693
+  _globals['_TASKLOGS']._serialized_start=695
+  _globals['_TASKLOGS']._serialized_end=759
+  _globals['_TASKINFO']._serialized_start=761
+  _globals['_TASKINFO']._serialized_end=788
+  _globals['_EXECUTIONSUMMARY']._serialized_start=791
+  _globals['_EXECUTIONSUMMARY']._serialized_end=994
+  _globals['_UDFSERVICE']._serialized_start=997
+  _globals['_UDFSERVICE']._serialized_end=1155
 # @@protoc_insertion_point(module_scope)

@@ -10,6 +10,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class CallUdfResponse(_message.Message):
+    __slots__ = ("task_id", "ipc", "logs", "summary")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    IPC_FIELD_NUMBER: _ClassVar[int]
+    LOGS_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    ipc: bytes
+    logs: TaskLogs
+    summary: ExecutionSummary
+    def __init__(self, task_id: _Optional[str] = ..., ipc: _Optional[bytes] = ..., logs: _Optional[_Union[TaskLogs, _Mapping]] = ..., summary: _Optional[_Union[ExecutionSummary, _Mapping]] = ...) -> None: ...
+
 class ExecuteUdfRequest(_message.Message):
     __slots__ = ("udf", "args", "kwargs", "arrays", "options")
     class KwargsEntry(_message.Message):

@@ -40,6 +40,11 @@ class UdfServiceStub:
                 request_serializer=tilefn_dot_v1_dot_udf__service__pb2.ExecuteUdfRequest.SerializeToString,
                 response_deserializer=tilefn_dot_v1_dot_udf__service__pb2.ExecuteUdfResponse.FromString,
                 _registered_method=True)
+        self.CallUdf = channel.unary_unary(
+                '/tilefn.v1.UdfService/CallUdf',
+                request_serializer=tilefn_dot_v1_dot_udf__service__pb2.ExecuteUdfRequest.SerializeToString,
+                response_deserializer=tilefn_dot_v1_dot_udf__service__pb2.CallUdfResponse.FromString,
+                _registered_method=True)
 
 
 class UdfServiceServicer:
@@ -56,6 +61,19 @@ class UdfServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CallUdf(self, request, context):
+        """Runs a UDF now and returns its whole result in one response: one round
+        trip and no stream, the lowest latency for small results, and a plain
+        unary method for proxies and service meshes. A result whose IPC stream
+        grows past ServerLimits.max_unary_result_bytes fails with
+        RESOURCE_EXHAUSTED ERROR_REASON_RESULT_TOO_LARGE (the UDF is stopped):
+        use ExecuteUdf for large results. On failure, what the UDF printed is in
+        the status details as a TaskLogs message.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UdfServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -63,6 +81,11 @@ def add_UdfServiceServicer_to_server(servicer, server):
                     servicer.ExecuteUdf,
                     request_deserializer=tilefn_dot_v1_dot_udf__service__pb2.ExecuteUdfRequest.FromString,
                     response_serializer=tilefn_dot_v1_dot_udf__service__pb2.ExecuteUdfResponse.SerializeToString,
+            ),
+            'CallUdf': grpc.unary_unary_rpc_method_handler(
+                    servicer.CallUdf,
+                    request_deserializer=tilefn_dot_v1_dot_udf__service__pb2.ExecuteUdfRequest.FromString,
+                    response_serializer=tilefn_dot_v1_dot_udf__service__pb2.CallUdfResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -93,6 +116,33 @@ class UdfService:
             '/tilefn.v1.UdfService/ExecuteUdf',
             tilefn_dot_v1_dot_udf__service__pb2.ExecuteUdfRequest.SerializeToString,
             tilefn_dot_v1_dot_udf__service__pb2.ExecuteUdfResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CallUdf(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tilefn.v1.UdfService/CallUdf',
+            tilefn_dot_v1_dot_udf__service__pb2.ExecuteUdfRequest.SerializeToString,
+            tilefn_dot_v1_dot_udf__service__pb2.CallUdfResponse.FromString,
             options,
             channel_credentials,
             insecure,
