@@ -19,7 +19,8 @@ NODE_STAMP := node_modules/.installed
 help:
 	@echo "make run        install, create demo arrays in $(DATA)/, start a server on $(HOST):$(PORT)"
 	@echo "make test       install, then run every test"
-	@echo "make bench      run the benchmarks (sandbox rows so far)"
+	@echo "make bench      tilefn against its yardsticks (echo, Ray, Flight, tiledb-py, spawn): ~3 min"
+	@echo "make loadtest   load-test the server of \`make run\` (1-2 min): report + plot in loadtest/out/"
 	@echo "make protos     regenerate Python code from protos/tilefn/v1/*.proto"
 	@echo "make lint       ruff, buf lint, generated-code drift check"
 	@echo "make typecheck  mypy --strict"
@@ -53,8 +54,24 @@ run: $(STAMP)
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest
 
-bench: $(STAMP)
-	$(PY) bench/sandbox_bench.py --json bench/last-sandbox.json
+# The benchmark-only yardsticks (ray; Flight ships in pyarrow) get a stamp of their own, so
+# `make test` never installs them. Suite: bench/run.py; methodology: docs/PERFORMANCE.md.
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml constraints.txt
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt \
+		--config-settings editable_mode=strict -e '.[dev,bench]'
+	@touch $@
+
+bench: $(BENCH_STAMP)
+	$(PY) -m bench --json bench/last-run.json
+
+# Open-model load test of a running server (start it with `make run` in another terminal): a
+# constant-rate run, then a saturation search. See docs/PERFORMANCE.md, "Load test".
+LOADTEST_FLAGS ?= --rate 50 --duration 20 --saturate --start-rate 30 --step-duration 4 --timeout 5
+.PHONY: loadtest
+loadtest: $(STAMP)
+	$(PY) -m loadtest --target $(HOST):$(PORT) --out loadtest/out $(LOADTEST_FLAGS)
 
 protos: $(STAMP)
 	$(PY) scripts/genprotos.py

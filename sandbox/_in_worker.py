@@ -75,9 +75,9 @@ def worker_main(channel: socket.socket, setup: SandboxSetup, slot: int) -> NoRet
         sys.dont_write_bytecode = True  # the filesystem is read-only; don't even try
         layers = apply_layers(setup, slot)
         execute.warm_up()
+        tidy = Tidy(setup.paths if layers["filesystem"] else None, _open_fds())
         ready = {"pid": os.getpid(), "python": _python(), "layers": layers, "failures": FAILURES}
         channel.sendall(control_frame(FrameType.READY, ready))
-        tidy = Tidy(setup.paths if layers["filesystem"] else None, _open_fds())
         while (frame := _recv_frame(channel, FrameType.TASK)) is not None:
             _serve(channel, decode_task(*frame), tidy)
     except BaseException:  # the parent sees the exit code; nothing may escape the fork

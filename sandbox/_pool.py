@@ -230,7 +230,9 @@ class WorkerPool:
             worker.namespace = namespace
             self._reusable.setdefault(namespace, deque()).append(worker)
         else:
-            worker.kill()
+            # Killing wakes the worker, and the kernel may run its exit before returning to
+            # us: done on the next turn of the loop, it stays off this call's response.
+            asyncio.get_running_loop().call_soon(worker.kill)
         self._replenish()
 
     def _replenish(self) -> None:

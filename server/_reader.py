@@ -13,7 +13,9 @@ import fcntl
 import math
 import os
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -86,13 +88,44 @@ class ArrayPayload:
 
 
 def read(array: tiledb.Array, plan: ReadPlan, budget: Budget, block_bytes: int) -> ArrayPayload:
-    """Run the plan (blocking) and return its sealed payload, however many blocks it takes."""
+    """Run the plan (blocking) and return its sealed payload, however many blocks it takes.
+
+    The next block is read while the current one is copied into the memfds, so at most two
+    blocks are in memory at once.
+    """
+    source = _read_ahead(blocks(array, plan, block_bytes))
     if array.schema.sparse:
-        return _fill(plan, blocks(array, plan, block_bytes), budget)
+        return _fill(plan, source, budget)
     if plan.order in ("C", "F"):
-        shape = _dense_shape(array, plan)
-        return _fill(plan, blocks(array, plan, block_bytes), budget, shape)
-    return _fill(plan, blocks(array, plan, block_bytes), budget, "block")
+        return _fill(plan, source, budget, _dense_shape(array, plan))
+    return _fill(plan, source, budget, "block")
+
+
+def _read_ahead(source: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """``source``, with its next item produced in a thread while the caller uses this one.
+
+    Daemon threads, like the read itself: a read stuck in storage never holds up shutdown.
+    """
+    pending = _in_daemon_thread(next, source, None)
+    try:
+        while (item := pending.result()) is not None:
+            pending = _in_daemon_thread(next, source, None)
+            yield item
+    finally:
+        pending.exception()  # the caller may close the array next: let the read finish first
+
+
+def _in_daemon_thread(work: Callable[..., Any], *args: Any) -> Future[Any]:
+    future: Future[Any] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(work(*args))
+        except BaseException as exc:  # handed to whoever waits for the result
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="tilefn-read-ahead", daemon=True).start()
+    return future
 
 
 def read_batches(

@@ -1,0 +1,1 @@
+"""The yardsticks: servers and drivers that tilefn is compared with."""
