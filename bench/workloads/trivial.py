@@ -1,9 +1,10 @@
 """A trivial call, sequential (latency) and from 32 concurrent callers (calls/s).
 
 tilefn runs ``lambda: 1`` in a sandboxed worker through ``call`` (the unary CallUdf: a small
-result in one round trip); the yardstick is a raw grpc.aio unary echo of a tiny payload. Both clients use the same method: the synchronous channel/``Client`` for the
-sequential loop, one asyncio loop with 32 coroutines on one ``grpc.aio`` channel/``AsyncClient``
-for the concurrent one. Each measurement first warms up for ``WARMUP_SECONDS``.
+result in one round trip); the yardstick is a raw grpc.aio unary echo of a tiny payload. Both
+clients use the same method: the synchronous channel/``Client`` for the sequential loop, one
+asyncio loop with 32 coroutines on one ``grpc.aio`` channel/``AsyncClient`` for the concurrent
+one. Each measurement first warms up for ``WARMUP_SECONDS``.
 """
 
 from __future__ import annotations
