@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -206,10 +207,20 @@ def _is_local(module: types.ModuleType) -> bool:
     path = getattr(module, "__file__", None)
     if not path or module.__name__.split(".")[0] in ("__main__", "tilefn"):
         return False
-    names = ("stdlib", "platstdlib", "purelib", "platlib")
-    installed = {sysconfig.get_path(name) for name in names}
+    return _is_local_file(path)
+
+
+@functools.cache
+def _is_local_file(path: str) -> bool:
     resolved = str(Path(path).resolve())
-    return not any(resolved.startswith(str(Path(p).resolve()) + os.sep) for p in installed if p)
+    return not any(resolved.startswith(prefix) for prefix in _installed_prefixes())
+
+
+@functools.cache
+def _installed_prefixes() -> tuple[str, ...]:
+    names = ("stdlib", "platstdlib", "purelib", "platlib")
+    paths = {sysconfig.get_path(name) for name in names}
+    return tuple(str(Path(p).resolve()) + os.sep for p in paths if p)
 
 
 def _is_arrow_value(value: Any) -> bool:
