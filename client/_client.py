@@ -10,6 +10,7 @@ from typing import Any, Self
 import grpc
 from google.protobuf import json_format
 
+from tilefn import _malloc
 from tilefn.v1 import (
     array_service_pb2,
     array_service_pb2_grpc,
@@ -32,6 +33,7 @@ class _ClientBase:
     """What both clients share: a channel, a stub, default per-call options."""
 
     def __init__(self, channel: Any, options: Options | None) -> None:
+        _malloc.tune()  # large result messages would otherwise fault in fresh pages each time
         self._channel = channel
         self._udf = udf_service_pb2_grpc.UdfServiceStub(channel)
         self._arrays = array_service_pb2_grpc.ArrayServiceStub(channel)

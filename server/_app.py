@@ -16,6 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from tilefn import _malloc
 from tilefn.sandbox import WorkerPool
 from tilefn.v1 import (
     array_service_pb2,
@@ -114,6 +115,7 @@ class TilefnServer:
 
 async def serve(config: ServerConfig) -> None:
     """Run until SIGINT or SIGTERM, then drain and exit."""
+    _malloc.tune()
     server = TilefnServer(config)
     port = await server.start()
     loop = asyncio.get_running_loop()
