@@ -58,7 +58,7 @@ class PoolConfig:
     #: Workers running tasks at once; further leases wait.
     max_workers: int = 8
     #: Tasks one worker may run (all for the same namespace) before it is retired; 1 = one-shot.
-    max_tasks_per_worker: int = 100
+    max_tasks_per_worker: int = 1000
     #: Seconds a forked worker may take to confine itself and report ready.
     ready_timeout: float = 30.0
     #: The Python interpreter that runs the template (the server's own by default).
