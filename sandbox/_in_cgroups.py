@@ -132,9 +132,9 @@ def set_memory(bases: tuple[str, ...], slot: int, memory_bytes: int) -> None:
 def _limit_memory(group: Path, memory_bytes: int) -> None:
     """Set memory (and, where swap is accounted, memory+swap) to the same limit, up or down.
 
-    The kernel insists on memsw >= memory at every step: going down, memsw must move first;
-    going up (a slot's next worker after a lowered one), memory must. Trying memsw on both
-    sides of the memory write covers both directions.
+    The kernel insists on memsw >= memory at every step: going up (a slot's next worker after
+    a lowered one), memsw must move first; going down, memory must. Trying memsw on both sides
+    of the memory write covers both directions.
     """
     memsw = group / "memory.memsw.limit_in_bytes"
     with contextlib.suppress(OSError):  # fails going up, and where swap is not accounted

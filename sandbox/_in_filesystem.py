@@ -93,11 +93,9 @@ def isolate(root: str, paths: list[str], proc: bool) -> None:
 
 def _mount_proc(target: str) -> None:
     os.mkdir(target, 0o555)
-    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
-    try:
-        _mount("proc", target, "proc", flags, PROC_OPTIONS)
-    except OSError:  # kernels before 5.8 know neither "invisible" nor subset=pid
-        _mount("proc", target, "proc", flags, b"hidepid=2")
+    # Read-only; kernels before 5.8 know neither "invisible" nor subset=pid, and without them
+    # /proc/sys and the rest would show: there the filesystem layer reports itself unavailable.
+    _mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, PROC_OPTIONS)
 
 
 def _bind(source: str, target: str, *, writable: bool) -> None:

@@ -78,7 +78,10 @@ def prctl(option: int, arg: int) -> None:
 def die_with_parent(expected_parent: int) -> None:
     """SIGKILL this process when its parent exits (and now, if it already has).
 
-    A parent outside the caller's PID namespace (the template, seen from a worker) shows as 0.
+    A parent outside the caller's PID namespace (the template, seen from a worker) shows as 0,
+    and so does the reaper that adopts the worker if the template died first: that case is
+    caught by the namespace instead (its init exits once the template's lifeline closes, and
+    the kernel kills the worker; ``_in_pidns``).
     """
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() not in (expected_parent, 0):

@@ -74,6 +74,8 @@ class Template:
 
     def serve(self) -> None:
         self.send({"event": "hello", "pid": os.getpid()})
+        if not self.reap():  # init died before our SIGCHLD handler was there to say so
+            return
         while True:
             ready, _, _ = select.select([self.control.fileno(), self.wake_r], [], [])
             if self.wake_r in ready:

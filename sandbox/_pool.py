@@ -381,7 +381,7 @@ class WorkerPool:
             self._restarting = False
         self._template = template
         self._attach(template)
-        self._set_healthy(True)
+        self._set_healthy(not self._failing)  # workers may still be failing to start
         self._replenish()
 
     def _attach(self, template: TemplateProcess) -> None:

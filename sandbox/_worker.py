@@ -102,6 +102,8 @@ class WorkerHandle:
         #: The worker said its last task left it unfit for reuse (threads, memory growth).
         self.retire_requested = False
         self._channel = channel
+        self._retired = False
+        self._reading = False  # a recv waits on the channel
         self._pidfd: int | None = pidfd
         self.exited: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
         channel.setblocking(False)
@@ -199,8 +201,17 @@ class WorkerHandle:
         self.retire()
 
     def retire(self) -> None:
-        """Close the channel; an idle worker exits on EOF. Idempotent."""
-        self._channel.close()
+        """Close the channel; an idle worker exits on EOF. Idempotent.
+
+        A recv waiting on the channel is woken by a shutdown instead, and closes it: the event
+        loop never reports a descriptor closed under it, so the call would hang.
+        """
+        self._retired = True
+        if self._reading:
+            with contextlib.suppress(OSError):
+                self._channel.shutdown(socket.SHUT_RDWR)
+        else:
+            self._channel.close()
 
     def set_exited(self, returncode: int | None) -> None:
         """Record the template's report that the process has ended and been reaped."""
@@ -228,7 +239,15 @@ class WorkerHandle:
         loop = asyncio.get_running_loop()
         parts, have = [], 0
         while have < size:
-            piece = await loop.sock_recv(self._channel, size - have)
+            if self._retired:  # killed, or reported dead while we were not reading
+                await self._died()
+            self._reading = True
+            try:
+                piece = await loop.sock_recv(self._channel, size - have)
+            finally:
+                self._reading = False
+                if self._retired:
+                    self._channel.close()
             if not piece:
                 await self._died()
             parts.append(piece)

@@ -9,12 +9,13 @@ memfds are sealed before any worker sees them, so nobody can change the data aft
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import math
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -93,15 +94,16 @@ def read(array: tiledb.Array, plan: ReadPlan, budget: Budget, block_bytes: int) 
     The next block is read while the current one is copied into the memfds, so at most two
     blocks are in memory at once.
     """
-    source = _read_ahead(blocks(array, plan, block_bytes))
-    if array.schema.sparse:
-        return _fill(plan, source, budget)
-    if plan.order in ("C", "F"):
-        return _fill(plan, source, budget, _dense_shape(array, plan))
-    return _fill(plan, source, budget, "block")
+    # Closed here, not whenever the generator is collected: the caller closes the array next.
+    with contextlib.closing(_read_ahead(blocks(array, plan, block_bytes))) as source:
+        if array.schema.sparse:
+            return _fill(plan, source, budget)
+        if plan.order in ("C", "F"):
+            return _fill(plan, source, budget, _dense_shape(array, plan))
+        return _fill(plan, source, budget, "block")
 
 
-def _read_ahead(source: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def _read_ahead(source: Iterator[dict[str, Any]]) -> Generator[dict[str, Any], None, None]:
     """``source``, with its next item produced in a thread while the caller uses this one.
 
     Daemon threads, like the read itself: a read stuck in storage never holds up shutdown.

@@ -36,6 +36,13 @@ DOMAIN = "tilefn"
 TASK_ID_KEY = "tilefn-task-id"
 R = error_pb2.ErrorReason
 C = grpc.StatusCode
+#: A client drops trailing metadata past its limit (16 KiB by default in gRPC core), and the
+#: status with it: it then sees RESOURCE_EXHAUSTED instead of the failure. What a status carries
+#: is cut to stay well under that (in characters; message and traceback are sent twice).
+MAX_STATUS_MESSAGE = 1024
+MAX_STATUS_TRACEBACK = 2048  # its end: the exception and the innermost frames
+MAX_STATUS_LOGS = 1024  # the last characters printed
+MAX_STATUS_METADATA = 256  # per value
 
 CODES: dict[int, grpc.StatusCode] = {
     R.ERROR_REASON_UDF_MISSING: C.INVALID_ARGUMENT,
@@ -145,7 +152,7 @@ def _worker_died(exc: WorkerDiedError) -> ServiceError:
 
 def to_status(error: ServiceError, task_id: str = "") -> RichStatus:
     """Build the status (with ErrorInfo, and DebugInfo for a traceback) for an error."""
-    metadata = dict(error.metadata)
+    metadata = {key: _head(value, MAX_STATUS_METADATA) for key, value in error.metadata.items()}
     if task_id:
         metadata["task_id"] = task_id
     info = error_details_pb2.ErrorInfo(
@@ -153,19 +160,35 @@ def to_status(error: ServiceError, task_id: str = "") -> RichStatus:
     )
     details = [_pack(info)]
     if error.traceback:
-        debug = error_details_pb2.DebugInfo(
-            stack_entries=error.traceback.splitlines(), detail=error.traceback
-        )
+        traceback = _tail(error.traceback, MAX_STATUS_TRACEBACK)
+        debug = error_details_pb2.DebugInfo(stack_entries=traceback.splitlines(), detail=traceback)
         details.append(_pack(debug))
     if error.logs is not None:
-        details.append(_pack(error.logs))
-    status = status_pb2.Status(code=error.code.value[0], message=error.message, details=details)
+        logs = udf_service_pb2.TaskLogs()
+        logs.CopyFrom(error.logs)
+        logs.text = error.logs.text[-MAX_STATUS_LOGS:]
+        logs.truncated |= len(logs.text) < len(error.logs.text)
+        details.append(_pack(logs))
+    message = _head(error.message, MAX_STATUS_MESSAGE)
+    status = status_pb2.Status(code=error.code.value[0], message=message, details=details)
     trailing: tuple[tuple[str, str | bytes], ...] = (
         ("grpc-status-details-bin", status.SerializeToString()),
     )
     if task_id:
         trailing += ((TASK_ID_KEY, task_id),)
-    return RichStatus(error.code, error.message, trailing)
+    return RichStatus(error.code, message, trailing)
+
+
+def _head(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[: limit - 40] + f" ... [{len(text) - limit + 40} chars cut]"
+
+
+def _tail(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"[{len(text) - limit + 40} chars cut] ...\n" + text[-(limit - 40) :]
 
 
 def _pack(message: Any) -> any_pb2.Any:

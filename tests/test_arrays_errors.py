@@ -7,8 +7,11 @@ must not leak server paths.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import grpc
 import numpy as np
@@ -17,6 +20,8 @@ import tiledb
 
 from tilefn.client import ArrayInfo, ArrayRead, Client, TilefnError
 from tilefn.client._exceptions import from_rpc_error
+from tilefn.server import _reader
+from tilefn.server._status import ServiceError
 from tilefn.v1 import udf_pb2, udf_service_pb2, udf_service_pb2_grpc
 
 from arrays_support import (
@@ -75,6 +80,30 @@ def test_read_over_the_budget(
     assert caught.value.metadata == {"array": reads[0].uri, "budget_bytes": "1024"}
     read = at(DENSE, [(0, 3)])  # and the server goes on serving reads that fit
     assert_same(small_budget.apply(read, dict), dict(local_read(data_root, read)))
+
+
+def test_a_read_over_the_budget_waits_for_the_block_read_ahead(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server closes the array as soon as read() fails: no block may still be reading it."""
+    next_block_read = threading.Event()
+
+    def blocks(*_: Any) -> Iterator[dict[str, np.ndarray]]:
+        yield {"v": np.zeros(256)}  # 2 KiB, over the budget
+        next_block_read.wait(0.5)  # a slow storage read of the next block, already under way
+        next_block_read.set()
+        yield {"v": np.zeros(256)}
+
+    monkeypatch.setattr(_reader, "blocks", blocks)
+    array = SimpleNamespace(schema=SimpleNamespace(sparse=True))
+    plan = SimpleNamespace(ref=SimpleNamespace(name="a"), order="U")
+    read_when_closed = []
+    with pytest.raises(ServiceError):
+        try:
+            _reader.read(array, plan, _reader.Budget(1024), 1024)  # type: ignore[arg-type]
+        finally:  # where the server's `with` closes the array
+            read_when_closed.append(next_block_read.is_set())
+    assert read_when_closed == [True]
 
 
 # ---------------------------------------------------------------- errors

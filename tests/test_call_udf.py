@@ -77,6 +77,20 @@ def test_failure_keeps_what_the_udf_printed(client: Client) -> None:
     assert caught.value.task_id
 
 
+def test_failure_after_much_output_still_arrives(client: Client) -> None:
+    """The status details carry the end of the logs; all of them would not pass gRPC's limit."""
+
+    def fails() -> None:
+        print("x" * 100_000)
+        print("last words")
+        raise ValueError("nope")
+
+    with pytest.raises(UdfError) as caught:
+        client.call(fails)
+    assert caught.value.logs.endswith("last words\n")
+    assert "ValueError: nope" in caught.value.remote_traceback
+
+
 @pytest.mark.parametrize("size", [0, 1, 127, 128, 300, 16383, 16384, (1 << 20) + 7])
 def test_prebuilt_ipc_messages_parse_as_protobuf(size: int) -> None:
     piece = bytes(range(256)) * (size // 256) + bytes(size % 256)

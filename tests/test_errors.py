@@ -162,6 +162,20 @@ def test_udf_exception_carries_type_message_and_traceback(client: Client) -> Non
     assert "_in_execute" not in error.remote_traceback  # the worker's own frames are hidden
 
 
+def test_long_exception_message_still_arrives(client: Client) -> None:
+    """A message and traceback past gRPC's metadata limit are cut, not lost with the status."""
+
+    def shout() -> None:
+        raise ValueError("y" * 20_000)
+
+    with pytest.raises(UdfError) as caught:
+        client.exec(shout)
+    check(caught.value, C.UNKNOWN, "UDF_RAISED")
+    assert caught.value.exception_type == "ValueError"
+    assert caught.value.message.startswith("ValueError: yyy")
+    assert "chars cut" in caught.value.remote_traceback
+
+
 def test_source_udf_traceback_quotes_the_source(client: Client) -> None:
     with pytest.raises(UdfError) as caught:
         client.exec(Source("def f(a):\n    return a['missing']\n"), {})

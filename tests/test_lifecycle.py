@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tilefn.client import Client, UdfTimeoutError, UnavailableError
+from tilefn.client import Client, UdfTimeoutError, UnavailableError, WorkerCrashedError
 from tilefn.client._request import Options, build_request
 from tilefn.v1 import udf_service_pb2_grpc
 
@@ -173,6 +173,47 @@ def test_template_death_is_recovered(make_server: Callable[..., ServerProcess]) 
     with Client(server.address) as client:
         assert client.exec(lambda: 6 * 7) == 42
     assert server.template_pid() != template
+
+
+def test_template_death_fails_the_call_in_flight(
+    make_server: Callable[..., ServerProcess],
+) -> None:
+    """The call's worker dies with the template: the call fails then, not at its timeout."""
+    server = make_server()
+    with Client(server.address) as client:
+        batches = iter(client.with_options(timeout=30).stream(pid_then_sleep))
+        first_pid(batches)
+        os.kill(server.template_pid(), signal.SIGKILL)
+        with pytest.raises(WorkerCrashedError) as caught:
+            list(batches)
+    assert caught.value.reason == "ERROR_REASON_WORKER_DIED"
+
+
+def flood() -> Iterator[Any]:
+    """Report the worker's pid in the first 1 MiB batch, then stream 200 more."""
+    import os
+
+    yield np.full(1 << 17, os.getpid(), dtype=np.int64)
+    for _ in range(200):
+        yield np.zeros(1 << 17, dtype=np.int64)
+
+
+def test_worker_killed_while_the_client_lags_is_reported_as_died(
+    client: Client, server: ServerProcess
+) -> None:
+    """The template reports the death while the server waits on the client, not on the worker."""
+    batches = iter(client.stream(flood))
+    pid = first_pid(batches)
+    host_pid = server.worker_ns_pids()[pid]
+    wchan = Path(f"/proc/{host_pid}/wchan")
+    # The worker blocks on its full channel once the server stops reading it.
+    wait_for(lambda: wchan.read_text() == "sock_alloc_send_pskb", what="a full channel")
+    os.kill(host_pid, signal.SIGKILL)
+    wait_for(lambda: server.worker_gone(pid), what=f"worker {pid} to be reaped")
+    with pytest.raises(WorkerCrashedError) as caught:
+        list(batches)
+    assert caught.value.reason == "ERROR_REASON_WORKER_DIED"
+    assert "SIGKILL" in caught.value.message
 
 
 def health_status(address: str) -> int:

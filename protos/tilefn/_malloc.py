@@ -17,7 +17,8 @@ import os
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 64 << 20
+#: glibc's documented maximum on 64-bit (4 MiB * sizeof(long)); older versions refuse more.
+MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 256 << 20
 
 
@@ -30,5 +31,7 @@ def tune() -> None:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc
         return
-    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-    mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    # A trim threshold alone would pin the mmap threshold at 128 KiB (it stops glibc adapting
+    # it): every 1 MiB message would then be a fresh mapping. Both or neither.
+    if mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD):
+        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)

@@ -67,8 +67,8 @@ class UdfServiceServicer:
         unary method for proxies and service meshes. A result whose IPC stream
         grows past ServerLimits.max_unary_result_bytes fails with
         RESOURCE_EXHAUSTED ERROR_REASON_RESULT_TOO_LARGE (the UDF is stopped):
-        use ExecuteUdf for large results. On failure, what the UDF printed is in
-        the status details as a TaskLogs message.
+        use ExecuteUdf for large results. On failure, the end of what the UDF
+        printed is in the status details as a TaskLogs message.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
