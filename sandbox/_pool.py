@@ -304,7 +304,12 @@ class WorkerPool:
             if not waiter.done():
                 waiter.set_exception(WorkersUnavailableError(self._failing_message()))
         self._retry_at = time.monotonic() + START_RETRY_DELAY
-        asyncio.get_running_loop().call_later(START_RETRY_DELAY, self._replenish)
+        asyncio.get_running_loop().call_later(START_RETRY_DELAY, self._retry)
+
+    def _retry(self) -> None:
+        # asyncio may fire a timer a clock tick early: the gate must not turn this attempt away.
+        self._retry_at = 0.0
+        self._replenish()
 
     def _start_succeeded(self) -> None:
         if self._failing:
