@@ -12,6 +12,7 @@ Errors are raised as the ``TilefnError`` tree (see ``tilefn.client._exceptions``
 from ._arrays import ArrayInfo, ArrayRead
 from ._client import AsyncClient, Client
 from ._exceptions import (
+    AlreadyExistsError,
     AuthenticationError,
     CancelledError,
     InternalError,
@@ -27,10 +28,12 @@ from ._exceptions import (
     UnsupportedError,
     WorkerCrashedError,
 )
+from ._registry import UdfInfo
 from ._request import Options, Registered, Source
 from ._result import AsyncResultStream, Logs, ResultStream, Summary
 
 __all__ = [
+    "AlreadyExistsError",
     "ArrayInfo",
     "ArrayRead",
     "AsyncClient",
@@ -52,6 +55,7 @@ __all__ = [
     "Summary",
     "TilefnError",
     "UdfError",
+    "UdfInfo",
     "UdfTimeoutError",
     "UnavailableError",
     "UnsupportedError",

@@ -17,6 +17,7 @@ from ._exceptions import TilefnError
 from ._request import Options, Source
 
 DEFAULT_TARGET = os.environ.get("TILEFN_TARGET", "127.0.0.1:50051")
+ADMIN_GROUPS = ("token", "namespace", "member")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,6 +26,8 @@ def main(argv: list[str] | None = None) -> None:
     if argv[:1] == ["serve"]:
         # The server is a separate program; exec it rather than importing server code here.
         os.execv(sys.executable, [sys.executable, "-m", "tilefn.server", *argv[1:]])
+    if argv[:1] and argv[0] in ADMIN_GROUPS:  # administration of the local state database
+        os.execv(sys.executable, [sys.executable, "-m", "tilefn.server.admin", *argv])
     options = _parser().parse_args(argv)
     sys.exit(options.run(options))
 
@@ -33,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tilefn", description="Run UDFs next to TileDB arrays.")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     commands.add_parser("serve", help="run a server (flags: tilefn serve --help)")
+    for group in ADMIN_GROUPS:
+        commands.add_parser(
+            group, help=f"administer {group}s in the local store (tilefn {group} -h)"
+        )
     run = commands.add_parser("exec", help="run a Python-source UDF and print its result")
     run.add_argument("source", help="a .py file defining the UDF, or - for standard input")
     run.add_argument(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from typing import Any, Self
 
 import grpc
@@ -14,6 +15,8 @@ from tilefn import _malloc
 from tilefn.v1 import (
     array_service_pb2,
     array_service_pb2_grpc,
+    registry_service_pb2,
+    registry_service_pb2_grpc,
     server_info_pb2,
     server_info_pb2_grpc,
     udf_service_pb2,
@@ -22,21 +25,32 @@ from tilefn.v1 import (
 
 from ._arrays import ArrayInfo, ArrayRead, as_read, schema_dict
 from ._exceptions import from_rpc_error
-from ._request import Options, Udf, build_request
+from ._registry import UdfInfo, definition
+from ._request import Options, Source, Udf, build_request
 from ._result import AsyncResultStream, ResultStream, decode_ipc
 
 ChannelOptions = Sequence[tuple[str, Any]]
 DEFAULT_CHANNEL_OPTIONS: ChannelOptions = (("grpc.max_receive_message_length", 16 << 20),)
+#: Seconds a registry or catalog call may take.
+METADATA_TIMEOUT = 30.0
+
+
+def auth_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    """The call metadata carrying ``token`` (or $TILEFN_TOKEN); empty when there is none."""
+    token = os.environ.get("TILEFN_TOKEN", "") if token is None else token
+    return (("authorization", f"Bearer {token.strip()}"),) if token.strip() else ()
 
 
 class _ClientBase:
     """What both clients share: a channel, a stub, default per-call options."""
 
-    def __init__(self, channel: Any, options: Options | None) -> None:
+    def __init__(self, channel: Any, options: Options | None, token: str | None) -> None:
         _malloc.tune()  # large result messages would otherwise fault in fresh pages each time
         self._channel = channel
+        self._metadata = auth_metadata(token)
         self._udf = udf_service_pb2_grpc.UdfServiceStub(channel)
         self._arrays = array_service_pb2_grpc.ArrayServiceStub(channel)
+        self._registry = registry_service_pb2_grpc.RegistryServiceStub(channel)
         self._info = server_info_pb2_grpc.ServerInfoServiceStub(channel)
         self.options = options or Options()
 
@@ -63,7 +77,9 @@ class _ClientBase:
         arrays: Sequence[ArrayRead] = (),
     ) -> Any:
         request = self._request(fn, args, kwargs, arrays)
-        return self._udf.ExecuteUdf(request, timeout=self.options.deadline())
+        return self._udf.ExecuteUdf(
+            request, timeout=self.options.deadline(), metadata=self._metadata
+        )
 
     def _schema_request(self, array: str) -> array_service_pb2.GetArraySchemaRequest:
         return array_service_pb2.GetArraySchemaRequest(uri=array)
@@ -88,8 +104,11 @@ class Client(_ClientBase):
         options: Options | None = None,
         channel_options: ChannelOptions = DEFAULT_CHANNEL_OPTIONS,
         channel: grpc.Channel | None = None,
+        token: str | None = None,
     ) -> None:
-        super().__init__(channel or grpc.insecure_channel(target, list(channel_options)), options)
+        super().__init__(
+            channel or grpc.insecure_channel(target, list(channel_options)), options, token
+        )
 
     def exec(self, fn: Udf, /, *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` on the server and return its result as a Python value."""
@@ -103,7 +122,9 @@ class Client(_ClientBase):
         """
         request = self._request(fn, args, kwargs)
         try:
-            reply = self._udf.CallUdf(request, timeout=self.options.deadline())
+            reply = self._udf.CallUdf(
+                request, timeout=self.options.deadline(), metadata=self._metadata
+            )
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         return decode_ipc(reply.ipc)
@@ -144,7 +165,9 @@ class Client(_ClientBase):
         while True:
             request = array_service_pb2.ListArraysRequest(namespace=namespace, page_token=token)
             try:
-                page = self._arrays.ListArrays(request, timeout=self.options.deadline())
+                page = self._arrays.ListArrays(
+                    request, timeout=self.options.deadline(), metadata=self._metadata
+                )
             except grpc.RpcError as error:
                 raise from_rpc_error(error) from None
             found += [ArrayInfo(a.uri, a.namespace, a.sparse) for a in page.arrays]
@@ -154,7 +177,11 @@ class Client(_ClientBase):
     def server_info(self) -> dict[str, Any]:
         """The server's version, worker Python version, sandbox layers and limits."""
         try:
-            reply = self._info.GetServerInfo(server_info_pb2.GetServerInfoRequest(), timeout=30)
+            reply = self._info.GetServerInfo(
+                server_info_pb2.GetServerInfoRequest(),
+                timeout=METADATA_TIMEOUT,
+                metadata=self._metadata,
+            )
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         return json_format.MessageToDict(reply, preserving_proto_field_name=True)
@@ -162,10 +189,96 @@ class Client(_ClientBase):
     def schema(self, array: str) -> dict[str, Any]:
         """An array's schema: dimensions (with domains), attributes, cell order, sparsity."""
         try:
-            reply = self._arrays.GetArraySchema(self._schema_request(array), timeout=30)
+            reply = self._arrays.GetArraySchema(
+                self._schema_request(array), timeout=METADATA_TIMEOUT, metadata=self._metadata
+            )
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         return schema_dict(reply.schema)
+
+    def _unary(self, method: Callable[..., Any], request: Any) -> Any:
+        try:
+            return method(request, timeout=METADATA_TIMEOUT, metadata=self._metadata)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+
+    def register(
+        self,
+        name: str,
+        fn: Callable[..., Any] | str | Source,
+        *,
+        description: str = "",
+        tags: Sequence[str] = (),
+        pickle: bool = True,
+    ) -> UdfInfo:
+        """Register ``fn`` as "namespace/name", version 1 (``AlreadyExistsError`` if taken).
+
+        A callable is stored with its source text, signature and (unless ``pickle=False``) its
+        cloudpickle, which is what runs; text or a ``Source`` is stored as source only, which
+        any caller can run. Anyone it is shared with runs it with ``exec("namespace/name")``.
+        """
+        namespace, _, short = name.partition("/")
+        request = registry_service_pb2.RegisterUdfRequest(
+            namespace=namespace,
+            name=short,
+            definition=definition(fn, description=description, tags=tags, pickle=pickle),
+        )
+        return UdfInfo.from_proto(self._unary(self._registry.RegisterUdf, request))
+
+    def update(
+        self,
+        name: str,
+        fn: Callable[..., Any] | str | Source,
+        *,
+        description: str = "",
+        tags: Sequence[str] = (),
+        pickle: bool = True,
+    ) -> UdfInfo:
+        """Add a new version of the registered UDF ``name`` (see ``register``)."""
+        request = registry_service_pb2.UpdateUdfRequest(
+            name=name, definition=definition(fn, description=description, tags=tags, pickle=pickle)
+        )
+        return UdfInfo.from_proto(self._unary(self._registry.UpdateUdf, request))
+
+    def udf(self, name: str) -> UdfInfo:
+        """One version: "namespace/name" (latest), "...@N" or "...@2026-01-31T12:00:00Z"."""
+        request = registry_service_pb2.GetUdfRequest(name=name)
+        return UdfInfo.from_proto(self._unary(self._registry.GetUdf, request))
+
+    def udfs(self, namespace: str = "", *, tag: str = "", text: str = "") -> list[UdfInfo]:
+        """The latest version of every registered UDF visible to this caller, by name."""
+        found: list[UdfInfo] = []
+        token = ""
+        while True:
+            request = registry_service_pb2.ListUdfsRequest(
+                namespace=namespace, tag=tag, text=text, page_token=token
+            )
+            page = self._unary(self._registry.ListUdfs, request)
+            found += [UdfInfo.from_proto(u) for u in page.udfs]
+            if not (token := page.next_page_token):
+                return found
+
+    def share(self, name: str, grantee: str) -> UdfInfo:
+        """Let namespace ``grantee`` (or everyone, with "*") run and read UDF ``name``."""
+        request = registry_service_pb2.ShareUdfRequest(name=name, grantee=grantee)
+        return UdfInfo.from_proto(self._unary(self._registry.ShareUdf, request))
+
+    def unshare(self, name: str, grantee: str) -> UdfInfo:
+        """Take back a share of UDF ``name``."""
+        request = registry_service_pb2.UnshareUdfRequest(name=name, grantee=grantee)
+        return UdfInfo.from_proto(self._unary(self._registry.UnshareUdf, request))
+
+    def delete(self, name: str) -> int:
+        """Delete registered UDF ``name`` with all its versions; returns how many there were."""
+        request = registry_service_pb2.DeleteUdfRequest(name=name)
+        return int(self._unary(self._registry.DeleteUdf, request).versions)
+
+    def share_array(self, array: str, grantee: str, *, share: bool = True) -> list[str]:
+        """Let ``grantee`` (or everyone, "*") read ``array``; ``share=False`` takes it back.
+        Returns whom the array is now shared with."""
+        request = array_service_pb2.ShareArrayRequest(uri=array, grantee=grantee)
+        method = self._arrays.ShareArray if share else self._arrays.UnshareArray
+        return list(self._unary(method, request).shared_with)
 
     def close(self) -> None:
         """Close the channel."""
@@ -188,9 +301,10 @@ class AsyncClient(_ClientBase):
         options: Options | None = None,
         channel_options: ChannelOptions = DEFAULT_CHANNEL_OPTIONS,
         channel: grpc.aio.Channel | None = None,
+        token: str | None = None,
     ) -> None:
         super().__init__(
-            channel or grpc.aio.insecure_channel(target, list(channel_options)), options
+            channel or grpc.aio.insecure_channel(target, list(channel_options)), options, token
         )
 
     async def exec(self, fn: Udf, /, *args: Any, **kwargs: Any) -> Any:
@@ -201,7 +315,9 @@ class AsyncClient(_ClientBase):
         """Like ``exec`` in one unary round trip (see :meth:`Client.call`)."""
         request = self._request(fn, args, kwargs)
         try:
-            reply = await self._udf.CallUdf(request, timeout=self.options.deadline())
+            reply = await self._udf.CallUdf(
+                request, timeout=self.options.deadline(), metadata=self._metadata
+            )
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         return decode_ipc(reply.ipc)
@@ -236,7 +352,9 @@ class AsyncClient(_ClientBase):
     async def schema(self, array: str) -> dict[str, Any]:
         """An array's schema (see ``Client.schema``)."""
         try:
-            reply = await self._arrays.GetArraySchema(self._schema_request(array), timeout=30)
+            reply = await self._arrays.GetArraySchema(
+                self._schema_request(array), timeout=METADATA_TIMEOUT, metadata=self._metadata
+            )
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         return schema_dict(reply.schema)

@@ -16,6 +16,7 @@
     ├── AuthenticationError          UNAUTHENTICATED
     ├── PermissionDeniedError        PERMISSION_DENIED
     ├── NotFoundError                NOT_FOUND
+    ├── AlreadyExistsError           ALREADY_EXISTS
     └── InternalError                INTERNAL and anything else: a server bug; report it
 
 The reason names come from the ``tilefn.v1.ErrorReason`` enum (docs/errors.md).
@@ -119,6 +120,10 @@ class NotFoundError(TilefnError):
     """The named thing does not exist (or is not visible to the caller)."""
 
 
+class AlreadyExistsError(TilefnError):
+    """The thing to create exists already."""
+
+
 class InternalError(TilefnError):
     """The server failed; this is a bug."""
 
@@ -136,6 +141,7 @@ _BY_CODE: dict[grpc.StatusCode, type[TilefnError]] = {
     grpc.StatusCode.UNAUTHENTICATED: AuthenticationError,
     grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
     grpc.StatusCode.NOT_FOUND: NotFoundError,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExistsError,
 }
 _BY_REASON: dict[str, type[TilefnError]] = {
     "ERROR_REASON_UDF_RAISED": UdfError,

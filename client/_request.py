@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sys
 import sysconfig
 import types
@@ -23,6 +24,8 @@ from tilefn.v1 import udf_pb2, udf_service_pb2
 
 from ._arrays import ArrayRead
 
+#: A string that is a registered UDF's name (source text never looks like this).
+REGISTERED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*(@\S+)?\Z")
 PYTHON_VERSION = f"{sys.version_info.major}.{sys.version_info.minor}"
 COMPRESSION = {
     None: udf_pb2.COMPRESSION_UNSPECIFIED,
@@ -108,9 +111,12 @@ def build_request(
 
 
 def udf_spec(fn: Udf) -> udf_pb2.UdfSpec:
-    """Describe a UDF: a callable is cloudpickled, text is sent as source."""
+    """Describe a UDF: a callable is cloudpickled, "namespace/name[@version]" names a
+    registered UDF, other text is sent as source."""
     if isinstance(fn, Registered):
         return udf_pb2.UdfSpec(registered=fn.name)
+    if isinstance(fn, str) and REGISTERED_NAME.match(fn):
+        return udf_pb2.UdfSpec(registered=fn)
     if isinstance(fn, str):
         fn = Source(fn)
     if isinstance(fn, Source):

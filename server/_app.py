@@ -19,15 +19,22 @@ from grpc_reflection.v1alpha import reflection
 from tilefn import _malloc
 from tilefn.sandbox import WorkerPool
 from tilefn.v1 import (
+    admin_service_pb2,
+    admin_service_pb2_grpc,
     array_service_pb2,
     array_service_pb2_grpc,
+    registry_service_pb2,
+    registry_service_pb2_grpc,
     server_info_pb2,
     server_info_pb2_grpc,
 )
 
+from ._admin_service import AdminService
 from ._array_service import ArrayService
 from ._config import ServerConfig
+from ._identity import Identity
 from ._info_service import ServerInfoService
+from ._registry_service import RegistryService
 from ._staging import make_catalog
 from ._udf_service import SERVICE as UDF_SERVICE
 from ._udf_service import UdfService, add_to_server
@@ -36,6 +43,10 @@ log = logging.getLogger(__name__)
 
 ARRAY_SERVICE = array_service_pb2.DESCRIPTOR.services_by_name["ArrayService"].full_name
 INFO_SERVICE = server_info_pb2.DESCRIPTOR.services_by_name["ServerInfoService"].full_name
+REGISTRY_SERVICE = registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
+ADMIN_SERVICE = admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
+#: Health is reported for the server ("") and each service that depends on workers or storage.
+HEALTH_NAMES = ("", UDF_SERVICE, ARRAY_SERVICE, REGISTRY_SERVICE)
 #: Headroom above max_request_bytes so oversized requests reach our handler and get a clear error.
 RECEIVE_SLACK = 1 << 20
 
@@ -50,6 +61,7 @@ class TilefnServer:
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self._udf: UdfService | None = None
+        self._identity: Identity | None = None
         self._stopped = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
 
@@ -59,16 +71,27 @@ class TilefnServer:
         await self.pool.open()
         limit = self.config.max_request_bytes + RECEIVE_SLACK
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit)])
+        self._identity = identity = Identity.open(self.config.store, authenticate=self.config.auth)
+        if not self.config.auth:
+            log.warning("authentication is OFF (--no-auth): every caller is an anonymous admin")
         catalog = make_catalog(self.config)
-        self._udf = UdfService(self.config, self.pool, catalog)
+        self._udf = UdfService(self.config, self.pool, catalog, identity)
         add_to_server(self._udf, server)
-        array_service_pb2_grpc.add_ArrayServiceServicer_to_server(ArrayService(catalog), server)
-        info = ServerInfoService(self.config, self.pool)
+        array_service_pb2_grpc.add_ArrayServiceServicer_to_server(
+            ArrayService(catalog, identity), server
+        )
+        registry = RegistryService(identity.auth, identity.registry)
+        registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(registry, server)
+        admin = AdminService(identity.auth, identity.store, identity.audit)
+        admin_service_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)
+        info = ServerInfoService(self.config, self.pool, identity.auth)
         server_info_pb2_grpc.add_ServerInfoServiceServicer_to_server(info, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         names = (
             UDF_SERVICE,
             ARRAY_SERVICE,
+            REGISTRY_SERVICE,
+            ADMIN_SERVICE,
             INFO_SERVICE,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
@@ -77,7 +100,7 @@ class TilefnServer:
         self.port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")
         await server.start()
         self._server = server
-        for name in ("", UDF_SERVICE, ARRAY_SERVICE):
+        for name in HEALTH_NAMES:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         return self.port
 
@@ -91,7 +114,7 @@ class TilefnServer:
             else (health_pb2.HealthCheckResponse.NOT_SERVING)
         )
         log.warning("worker pool %s", "recovered" if healthy else "unavailable")
-        for name in ("", UDF_SERVICE, ARRAY_SERVICE):
+        for name in HEALTH_NAMES:
             task = asyncio.get_running_loop().create_task(self._health.set(name, status))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
@@ -107,6 +130,8 @@ class TilefnServer:
         if self._server is not None:
             await self._server.stop(self.config.drain_grace if grace is None else grace)
         await self.pool.close()
+        if self._identity is not None:
+            self._identity.close()
 
     async def wait(self) -> None:
         """Return once stop() has been called."""

@@ -36,6 +36,8 @@ class ArrayRef:
     name: str
     namespace: str
     storage_uri: str
+    #: Its name inside the namespace; empty for a raw storage URI (which has no namespace).
+    array: str = ""
 
 
 class ArrayCatalog:
@@ -54,7 +56,7 @@ class ArrayCatalog:
         """Map a client's array name (or, if allowed, raw URI) to storage; no existence check."""
         if uri.startswith(SCHEME):
             namespace, name = _split_name(uri)
-            return ArrayRef(uri, namespace, self._inside_root(uri, f"{namespace}/{name}"))
+            return ArrayRef(uri, namespace, self._inside_root(uri, f"{namespace}/{name}"), name)
         if not uri:
             raise ServiceError(
                 R.ERROR_REASON_ARRAY_NAME_INVALID, "the array name is empty", array=""

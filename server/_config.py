@@ -51,6 +51,12 @@ class ServerConfig:
     read_block_bytes: int = 64 * MIB
     #: A TileDB config file (key value lines) for storage credentials and tuning.
     tiledb_config: str = ""
+    #: The state database (tokens, namespaces, shares, registered UDFs, audit): a SQLite file,
+    #: created and migrated at start. Several servers on one machine may share it.
+    store: str = "state/tilefn.sqlite3"
+    #: Require a bearer token on every call. Off (``--no-auth``) only for isolated development:
+    #: every caller is then an anonymous admin.
+    auth: bool = True
     #: Worker pool settings.
     pool: PoolConfig = field(default_factory=PoolConfig)
     #: Logging level name.
@@ -58,6 +64,8 @@ class ServerConfig:
 
 
 _SERVER_FLAGS = (
+    "store",
+    "auth",
     "data_root",
     "allow_raw_uris",
     "array_memory_budget",

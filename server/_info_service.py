@@ -12,6 +12,7 @@ from tilefn.sandbox import WorkerPool
 from tilefn.v1 import server_info_pb2 as pb
 from tilefn.v1 import server_info_pb2_grpc
 
+from ._auth import Authenticator
 from ._config import MAX_CHUNK_BYTES, MIN_CHUNK_BYTES, ServerConfig
 from ._request import SERVER_PYTHON
 from ._status import unary_status_mapped
@@ -20,14 +21,16 @@ from ._status import unary_status_mapped
 class ServerInfoService(server_info_pb2_grpc.ServerInfoServiceServicer):
     """Serves tilefn.v1.ServerInfoService."""
 
-    def __init__(self, config: ServerConfig, pool: WorkerPool) -> None:
+    def __init__(self, config: ServerConfig, pool: WorkerPool, auth: Authenticator) -> None:
         self._config = config
         self._pool = pool
+        self._auth = auth
 
     @unary_status_mapped
     async def GetServerInfo(
         self, request: pb.GetServerInfoRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetServerInfoResponse:
+        self._auth.principal(context)  # any valid token
         layers = self._pool.layers
         sandbox = pb.SandboxInfo(
             mode=self._config.pool.sandbox,

@@ -14,6 +14,7 @@ from tilefn.v1 import udf_pb2, udf_service_pb2
 
 from ._config import DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES, ServerConfig
 from ._status import R, ServiceError
+from ._store import UdfVersion
 
 SERVER_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 COMPRESSION: dict[int, str | None] = {
@@ -34,8 +35,16 @@ class Execution:
     memory_bytes: int
 
 
-def plan_execution(request: udf_service_pb2.ExecuteUdfRequest, config: ServerConfig) -> Execution:
-    """Check the request; raise ServiceError with the precise reason for anything wrong."""
+def plan_execution(
+    request: udf_service_pb2.ExecuteUdfRequest,
+    config: ServerConfig,
+    registered: UdfVersion | None = None,
+) -> Execution:
+    """Check the request; raise ServiceError with the precise reason for anything wrong.
+
+    ``registered`` is the version ``request.udf.registered`` resolved to (the caller resolves
+    it, because that needs the store and the caller's rights).
+    """
     size = request.ByteSize()
     if size > config.max_request_bytes:
         raise ServiceError(
@@ -44,7 +53,7 @@ def plan_execution(request: udf_service_pb2.ExecuteUdfRequest, config: ServerCon
             size=str(size),
             limit=str(config.max_request_bytes),
         )
-    udf_kind, udf, entry_point = _udf(request.udf)
+    udf_kind, udf, entry_point = _udf(request.udf, registered)
     options = request.options
     return Execution(
         task=TaskSpec(
@@ -66,7 +75,7 @@ def plan_execution(request: udf_service_pb2.ExecuteUdfRequest, config: ServerCon
     )
 
 
-def _udf(spec: udf_pb2.UdfSpec) -> tuple[UdfKind, bytes, str]:
+def _udf(spec: udf_pb2.UdfSpec, registered: UdfVersion | None) -> tuple[UdfKind, bytes, str]:
     kind = spec.WhichOneof("kind")
     if kind == "pickled":
         if not spec.pickled.data:
@@ -84,16 +93,22 @@ def _udf(spec: udf_pb2.UdfSpec) -> tuple[UdfKind, bytes, str]:
                 entry_point=entry[:80],
             )
         return "source", spec.source.text.encode(), entry
-    if kind == "registered":
-        raise ServiceError(
-            R.ERROR_REASON_NOT_IMPLEMENTED,
-            "registered UDFs are not served by this server version yet",
-            feature="registered_udfs",
-        )
+    if kind == "registered" and registered is not None:
+        return _registered(registered)
     raise ServiceError(
         R.ERROR_REASON_UDF_MISSING,
         "the request names no UDF: set udf.pickled, source or registered",
     )
+
+
+def _registered(version: UdfVersion) -> tuple[UdfKind, bytes, str]:
+    """A registered UDF runs as its pickle when it has one, else as its source."""
+    draft = version.draft
+    if draft.pickle:
+        pickled = udf_pb2.PickledValue(python_version=draft.python_version)
+        _check_python(pickled, f"the registered UDF {version.ref}")
+        return "pickled", draft.pickle, ""
+    return "source", draft.source.encode(), draft.entry_point
 
 
 def _check_python(value: udf_pb2.PickledValue, what: str) -> None:

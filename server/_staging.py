@@ -20,7 +20,8 @@ import tiledb
 from tilefn.sandbox import ArgSpec, ArrayBatch, ProtocolViolationError, TaskSpec
 from tilefn.v1 import udf_pb2, udf_service_pb2
 
-from ._arrays import ArrayCatalog
+from ._arrays import ArrayCatalog, ArrayRef
+from ._auth import ArrayAccess
 from ._config import ServerConfig
 from ._ranges import plan_read
 from ._reader import ArrayPayload, Budget, read, read_batches
@@ -32,9 +33,12 @@ MAX_COLUMNS = 250
 class StagedArrays:
     """The payloads of one execution; closed (fds released) once the task is over."""
 
-    def __init__(self, catalog: ArrayCatalog, config: ServerConfig) -> None:
+    def __init__(self, catalog: ArrayCatalog, config: ServerConfig, access: ArrayAccess) -> None:
         self._catalog = catalog
         self._config = config
+        self._access = access
+        #: The names of the arrays read, in order (for the audit record).
+        self.names: list[str] = []
         self._budget = Budget(config.array_memory_budget)
         self.payloads: list[ArrayPayload] = []
         self.fds: list[int] = []
@@ -78,14 +82,21 @@ class StagedArrays:
             self.fds.extend(payload.fds())
         return ArgSpec("arrays", json.dumps({"arrays": descriptors, "as_list": as_list}).encode())
 
+    def _resolve(self, uri: str) -> ArrayRef:
+        """The array, if the caller may read it (a forbidden one is reported as missing)."""
+        ref = self._catalog.resolve(uri)
+        self._access.check(ref)
+        self.names.append(ref.name)
+        return ref
+
     def _read(self, spec: udf_pb2.ArrayInput) -> ArrayPayload:
-        ref = self._catalog.resolve(spec.uri)
+        ref = self._resolve(spec.uri)
         with self._catalog.open(ref) as array:
             plan = plan_read(ref, array.schema, spec)
             return read(array, plan, self._budget, self._config.read_block_bytes)
 
     def _open_stream(self, spec: udf_pb2.ArrayInput) -> BatchStream:
-        ref = self._catalog.resolve(spec.uri)
+        ref = self._resolve(spec.uri)
         array = self._catalog.open(ref)
         try:
             plan = plan_read(ref, array.schema, spec)

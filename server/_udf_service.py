@@ -15,7 +15,9 @@ from tilefn.sandbox import TaskLogs, TaskSummary, WorkerPool
 from tilefn.v1 import udf_service_pb2 as pb
 
 from ._arrays import ArrayCatalog
+from ._auth import ArrayAccess, Principal
 from ._config import ServerConfig
+from ._identity import Call, Identity
 from ._request import Execution, plan_execution
 from ._staging import StagedArrays
 from ._status import (
@@ -32,17 +34,22 @@ log = logging.getLogger(__name__)
 SERVICE = pb.DESCRIPTOR.services_by_name["UdfService"].full_name
 #: Field 2 (``ipc``), wire type 2 (length-delimited), of ExecuteUdfResponse.
 IPC_TAG = bytes([2 << 3 | 2])
-#: The namespace every caller shares until authentication assigns real ones.
-DEFAULT_NAMESPACE = "default"
 
 
 class UdfService:
     """Serves tilefn.v1.UdfService."""
 
-    def __init__(self, config: ServerConfig, pool: WorkerPool, catalog: ArrayCatalog) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        pool: WorkerPool,
+        catalog: ArrayCatalog,
+        identity: Identity,
+    ) -> None:
         self._config = config
         self._pool = pool
         self._catalog = catalog
+        self._identity = identity
         self.draining = False
 
     @status_mapped
@@ -50,27 +57,34 @@ class UdfService:
         self, request: pb.ExecuteUdfRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.ExecuteUdfResponse | bytes]:
         """Responses are messages, or the wire bytes of an ``ipc`` one (see ``add_to_server``)."""
-        task_id, execution = self._begin(request, context)
-        yield pb.ExecuteUdfResponse(task=pb.TaskInfo(task_id=task_id))
-        async for item in self._execute(execution, request, task_id, execution.max_result_bytes):
-            if isinstance(item, TaskSummary):
-                yield pb.ExecuteUdfResponse(summary=_summary(task_id, item))
-            elif isinstance(item, TaskLogs):
-                yield pb.ExecuteUdfResponse(logs=_logs(item))
-            else:
-                yield ipc_response(item)
+        call = self._begin("ExecuteUdf", context)
+        with self._identity.audited(call):
+            execution = await self._plan(call, request)
+            yield pb.ExecuteUdfResponse(task=pb.TaskInfo(task_id=call.task_id))
+            async for item in self._execute(execution, request, call, execution.max_result_bytes):
+                if isinstance(item, TaskSummary):
+                    yield pb.ExecuteUdfResponse(summary=_summary(call.task_id, item))
+                elif isinstance(item, TaskLogs):
+                    yield pb.ExecuteUdfResponse(logs=_logs(item))
+                else:
+                    yield ipc_response(item)
 
     @unary_status_mapped
     async def CallUdf(
         self, request: pb.ExecuteUdfRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.CallUdfResponse:
-        task_id, execution = self._begin(request, context)
+        call = self._begin("CallUdf", context)
+        with self._identity.audited(call):
+            return await self._call(call, request)
+
+    async def _call(self, call: Call, request: pb.ExecuteUdfRequest) -> pb.CallUdfResponse:
+        execution = await self._plan(call, request)
         limit = min(execution.max_result_bytes, self._config.max_unary_result_bytes)
-        reply, pieces = pb.CallUdfResponse(task_id=task_id), []
+        reply, pieces = pb.CallUdfResponse(task_id=call.task_id), []
         try:
-            async for item in self._execute(execution, request, task_id, limit):
+            async for item in self._execute(execution, request, call, limit):
                 if isinstance(item, TaskSummary):
-                    reply.summary.CopyFrom(_summary(task_id, item))
+                    reply.summary.CopyFrom(_summary(call.task_id, item))
                 elif isinstance(item, TaskLogs):
                     reply.logs.CopyFrom(_logs(item))
                 else:
@@ -82,24 +96,44 @@ class UdfService:
         reply.ipc = b"".join(pieces)
         return reply
 
-    def _begin(
-        self, request: pb.ExecuteUdfRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> tuple[str, Execution]:
-        """Name the task (in the trailing metadata too) and validate the request."""
+    def _begin(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> Call:
+        """Name the task (in the trailing metadata too) and authenticate the caller."""
         task_id = uuid.uuid4().hex
         context.set_trailing_metadata(((TASK_ID_KEY, task_id),))
         if self.draining:
             raise ServiceError(R.ERROR_REASON_SHUTTING_DOWN, "the server is shutting down")
-        return task_id, plan_execution(request, self._config)
+        principal = self._identity.auth.principal(context)
+        principal.require("run")
+        return Call(task_id, method, principal)
+
+    async def _plan(self, call: Call, request: pb.ExecuteUdfRequest) -> Execution:
+        """Validate the request, resolving a registered UDF the caller may run."""
+        if (
+            request.arrays
+            or any(a.HasField("array") for a in request.args)
+            or any(a.HasField("array") for a in request.kwargs.values())
+        ):
+            call.principal.require("read_arrays")
+        registered = None
+        if request.udf.WhichOneof("kind") == "registered":
+            registered = await asyncio.to_thread(
+                self._identity.registry.resolve, call.principal, request.udf.registered
+            )
+            call.udf = registered.ref
+        execution = plan_execution(request, self._config, registered)
+        call.code = execution.task.udf
+        return execution
 
     async def _execute(
-        self, execution: Execution, request: pb.ExecuteUdfRequest, task_id: str, limit: int
+        self, execution: Execution, request: pb.ExecuteUdfRequest, call: Call, limit: int
     ) -> AsyncIterator[bytes | TaskLogs | TaskSummary]:
         """Run the task; yield its IPC pieces (at most ``limit`` bytes), logs and summary."""
-        log.debug("task %s started", task_id)
-        staged = StagedArrays(self._catalog, self._config)
+        log.debug("task %s started", call.task_id)
+        access = ArrayAccess(self._identity.store, call.principal)
+        staged = StagedArrays(self._catalog, self._config, access)
+        call.arrays = staged.names
         try:
-            async for item in self._run(execution, request, staged, limit):
+            async for item in self._run(execution, request, staged, call.principal, limit):
                 yield item
         except TimeoutError:
             raise ServiceError(
@@ -109,13 +143,14 @@ class UdfService:
             ) from None
         finally:
             staged.close()
-            log.debug("task %s ended", task_id)
+            log.debug("task %s ended", call.task_id)
 
     async def _run(
         self,
         execution: Execution,
         request: pb.ExecuteUdfRequest,
         staged: StagedArrays,
+        principal: Principal,
         limit: int,
     ) -> AsyncIterator[bytes | TaskLogs | TaskSummary]:
         """Read the arrays, lease a worker, relay its frames; TimeoutError past the deadline."""
@@ -124,7 +159,8 @@ class UdfService:
             task = await staged.stage(execution.task, request)
         sent = 0
         custom_memory = execution.memory_bytes != 0
-        async with self._pool.lease(DEFAULT_NAMESPACE, fresh=custom_memory) as worker:
+        # Workers are reused only within one namespace (the caller's own).
+        async with self._pool.lease(principal.namespace, fresh=custom_memory) as worker:
             await self._pool.limit(worker, execution.memory_bytes)
             frames = worker.run(task, staged.provide)
             # The deadline covers the worker, not time spent waiting on a slow reader.

@@ -3,21 +3,58 @@
 from __future__ import annotations
 
 import functools
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
 
 from tilefn.client import Client
+from tilefn.server._admin import create_namespace, create_token
+from tilefn.server._sqlite import SqliteStore
 
 pytest_plugins = ["arrays_support", "hostile_support"]  # fixtures of test_array*, test_hostile*
 
 STARTUP_TIMEOUT = 60.0
 READY_LINE = "tilefn serving on "
+#: Every test server shares one state database unless a test gives its own ``--store``; the
+#: session's admin token is in TILEFN_TOKEN, so clients authenticate without being told.
+#: (This module is imported twice, as a conftest and by tests that import it: the environment
+#: carries the state so that both imports share it.)
+SESSION_STATE = Path(
+    os.environ.setdefault("TILEFN_TEST_STATE", tempfile.mkdtemp(prefix="tilefn-tests-"))
+)
+SESSION_STORE = SESSION_STATE / "state.sqlite3"
+
+
+def _session_token() -> str:
+    if os.environ.get("TILEFN_TOKEN", "").startswith("tfn_") and SESSION_STORE.exists():
+        return os.environ["TILEFN_TOKEN"]
+    store = SqliteStore(SESSION_STORE)
+    try:
+        create_namespace(store, "tests", "user")
+        secret, _ = create_token(store, "tests", ["admin"], 86400.0, "test session")
+    finally:
+        store.close()
+    os.environ["TILEFN_TOKEN"] = secret
+    return secret
+
+
+SESSION_TOKEN = _session_token()
+#: Call metadata for raw gRPC stubs in tests.
+AUTH = (("authorization", f"Bearer {SESSION_TOKEN}"),)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(SESSION_STATE, ignore_errors=True)
 
 
 class ServerProcess:
@@ -29,6 +66,8 @@ class ServerProcess:
         self._log = self.log_path.open("wb")
         if "--data-root" not in flags:  # never the checkout's own data/ folder
             flags = ("--data-root", str(log_dir / "no-arrays"), *flags)
+        if "--store" not in flags:
+            flags = ("--store", str(SESSION_STORE), *flags)
         self.process = subprocess.Popen(
             [*command, "--drain-grace", "5", *flags],
             stdout=subprocess.PIPE,
@@ -195,3 +234,27 @@ def _no_worker_outlives_the_session() -> Iterator[None]:
     wait_for(
         lambda: not set(worker_processes()) - before, timeout=20, what="worker processes to exit"
     )
+
+
+class _Authorize(
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
+):
+    """Adds the session token to every call of a raw channel."""
+
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._metadata = metadata
+
+    def _with_token(self, details: Any) -> Any:
+        return details._replace(metadata=(*(details.metadata or ()), *self._metadata))
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._with_token(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._with_token(details), request)
+
+
+def authed_channel(address: str, metadata: tuple[tuple[str, str], ...] = AUTH) -> grpc.Channel:
+    """A raw channel whose calls carry ``metadata`` (the session's admin token by default)."""
+    return grpc.intercept_channel(grpc.insecure_channel(address), _Authorize(metadata))

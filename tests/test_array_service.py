@@ -24,7 +24,7 @@ from arrays_support import (
     check,
     uri,
 )
-from conftest import ServerProcess
+from conftest import ServerProcess, authed_channel
 
 pytestmark = pytest.mark.usefixtures("still_serving")
 
@@ -52,7 +52,7 @@ def test_list_arrays_in_pages(array_server: ServerProcess) -> None:
         return response
 
     names = [uri(n) for n in sorted(SPARSE)]
-    with grpc.insecure_channel(array_server.address) as channel:
+    with authed_channel(array_server.address) as channel:
         stub = array_service_pb2_grpc.ArrayServiceStub(channel)
         pages = [list_arrays(page_size=2)]
         while pages[-1].next_page_token:

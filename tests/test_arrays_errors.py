@@ -41,7 +41,7 @@ from arrays_support import (
     schema_refused,
     uri,
 )
-from conftest import ServerProcess
+from conftest import ServerProcess, authed_channel
 
 pytestmark = pytest.mark.usefixtures("still_serving")
 
@@ -175,7 +175,7 @@ def test_unknown_layout(array_server: ServerProcess) -> None:
         udf=udf_pb2.UdfSpec(source=udf_pb2.SourceUdf(text="def f(d):\n    return 1\n")),
         arrays=[array],
     )
-    with grpc.insecure_channel(array_server.address) as channel:
+    with authed_channel(array_server.address) as channel:
         stub = udf_service_pb2_grpc.UdfServiceStub(channel)
         with pytest.raises(grpc.RpcError) as caught:
             list(stub.ExecuteUdf(request, timeout=60))

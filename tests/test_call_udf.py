@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import grpc
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -15,7 +14,7 @@ from tilefn.client._request import Options, build_request
 from tilefn.server._udf_service import ipc_response
 from tilefn.v1 import udf_service_pb2, udf_service_pb2_grpc
 
-from conftest import ServerProcess
+from conftest import ServerProcess, authed_channel
 
 
 @pytest.mark.parametrize(
@@ -47,7 +46,7 @@ def test_response_carries_task_id_summary_and_logs(server: ServerProcess) -> Non
         return 3
 
     request = build_request(chatty, (), {}, Options())
-    with grpc.insecure_channel(server.address) as channel:
+    with authed_channel(server.address) as channel:
         reply = udf_service_pb2_grpc.UdfServiceStub(channel).CallUdf(request, timeout=30)
     assert len(reply.task_id) == 32
     assert reply.summary.task_id == reply.task_id and reply.summary.rows == 1

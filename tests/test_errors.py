@@ -11,26 +11,26 @@ import pytest
 from tilefn.client import (
     Client,
     InvalidRequestError,
+    NotFoundError,
     PythonVersionError,
     ResourceExhaustedError,
     Source,
     TilefnError,
     UdfError,
-    UnsupportedError,
     WorkerCrashedError,
 )
 from tilefn.client._exceptions import from_rpc_error
 from tilefn.client._request import PYTHON_VERSION
 from tilefn.v1 import udf_pb2, udf_service_pb2, udf_service_pb2_grpc
 
-from conftest import ServerProcess
+from conftest import ServerProcess, authed_channel
 
 C = grpc.StatusCode
 
 
 def raw_call(server: ServerProcess, request: udf_service_pb2.ExecuteUdfRequest) -> TilefnError:
     """Send a hand-built request; return the error it must end with."""
-    with grpc.insecure_channel(server.address) as channel:
+    with authed_channel(server.address) as channel:
         stub = udf_service_pb2_grpc.UdfServiceStub(channel)
         with pytest.raises(grpc.RpcError) as caught:
             list(stub.ExecuteUdf(request, timeout=60))
@@ -240,11 +240,17 @@ def test_worker_that_writes_garbage_to_its_channel(client: Client) -> None:
     check(caught.value, C.ABORTED, "WORKER_PROTOCOL_VIOLATION")
 
 
-def test_registered_udfs_are_not_served_yet(server: ServerProcess) -> None:
+def test_unknown_registered_udf(server: ServerProcess) -> None:
     request = udf_service_pb2.ExecuteUdfRequest(udf=udf_pb2.UdfSpec(registered="acme/f"))
     error = raw_call(server, request)
-    check(error, C.UNIMPLEMENTED, "NOT_IMPLEMENTED")
-    assert isinstance(error, UnsupportedError)
+    check(error, C.NOT_FOUND, "UDF_NOT_FOUND")
+    assert isinstance(error, NotFoundError)
+
+
+@pytest.mark.parametrize("name", ["acme", "acme/", "/f", "acme/f@0", "acme/f@yesterday", "a/b/c"])
+def test_malformed_registered_udf_name(server: ServerProcess, name: str) -> None:
+    request = udf_service_pb2.ExecuteUdfRequest(udf=udf_pb2.UdfSpec(registered=name))
+    check(raw_call(server, request), C.INVALID_ARGUMENT, "UDF_NAME_INVALID")
 
 
 def test_unknown_array(server: ServerProcess) -> None:

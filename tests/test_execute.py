@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import grpc
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -20,7 +19,7 @@ from tilefn.client import AsyncClient, Client, Source
 from tilefn.client._request import PYTHON_VERSION, Options, build_request
 from tilefn.v1 import udf_service_pb2_grpc
 
-from conftest import ServerProcess
+from conftest import ServerProcess, authed_channel
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -125,7 +124,7 @@ def test_stream_is_one_ipc_stream_in_bounded_chunks(server: ServerProcess) -> No
     chunk = 64 * 1024
     value = np.random.default_rng(0).random(300_000)
     request = build_request(lambda: value, (), {}, Options(max_chunk_bytes=chunk))
-    with grpc.insecure_channel(server.address) as channel:
+    with authed_channel(server.address) as channel:
         responses = list(
             udf_service_pb2_grpc.UdfServiceStub(channel).ExecuteUdf(request, timeout=60)
         )
@@ -201,7 +200,7 @@ def test_cli_reports_udf_errors(server: ServerProcess, tmp_path: Path) -> None:
 
 
 def test_health_and_reflection(server: ServerProcess) -> None:
-    with grpc.insecure_channel(server.address) as channel:
+    with authed_channel(server.address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for service in ("", "tilefn.v1.UdfService"):
             reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)

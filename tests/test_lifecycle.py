@@ -21,7 +21,14 @@ from tilefn.client import Client, UdfTimeoutError, UnavailableError, WorkerCrash
 from tilefn.client._request import Options, build_request
 from tilefn.v1 import udf_service_pb2_grpc
 
-from conftest import ServerProcess, children, process_gone, wait_for
+from conftest import (
+    SESSION_STORE,
+    ServerProcess,
+    authed_channel,
+    children,
+    process_gone,
+    wait_for,
+)
 
 
 def pid_then_sleep() -> Iterator[Any]:
@@ -40,7 +47,7 @@ def first_pid(batches: Iterator[Any]) -> int:
 
 def test_client_deadline_kills_the_worker(server: ServerProcess) -> None:
     request = build_request(pid_then_sleep, (), {}, Options())
-    with grpc.insecure_channel(server.address) as channel:
+    with authed_channel(server.address) as channel:
         call = udf_service_pb2_grpc.UdfServiceStub(channel).ExecuteUdf(request, timeout=3)
         responses = iter(call)
         next(responses)  # task
@@ -217,7 +224,7 @@ def test_worker_killed_while_the_client_lags_is_reported_as_died(
 
 
 def health_status(address: str) -> int:
-    with grpc.insecure_channel(address) as channel:
+    with authed_channel(address) as channel:
         request = health_pb2.HealthCheckRequest(service="")
         reply = health_pb2_grpc.HealthStub(channel).Check(request, timeout=10)
     return int(reply.status)
@@ -261,7 +268,8 @@ def test_degraded_sandbox_runs_and_says_so(tmp_path: Path) -> None:
     # Without capabilities the namespace, uid and capability layers cannot be applied.
     with subprocess.Popen(
         ["setpriv", "--inh-caps=-all", "--bounding-set=-all", sys.executable, "-m",
-         "tilefn.server", "--port", "0", "--data-root", str(tmp_path), "--sandbox", "degraded"],
+         "tilefn.server", "--port", "0", "--data-root", str(tmp_path), "--sandbox", "degraded",
+         "--store", str(SESSION_STORE)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     ) as process:  # fmt: skip
         assert process.stdout is not None and process.stderr is not None

@@ -15,10 +15,10 @@ import pytest
 
 from tilefn.server import demo
 
-from conftest import ServerProcess
+from conftest import SESSION_TOKEN, ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
-TOKEN = "loadtest-secret-token-7f3a"
+TOKEN = SESSION_TOKEN  # a real token: the server checks it
 
 
 @pytest.fixture(scope="module")

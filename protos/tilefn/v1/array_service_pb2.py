@@ -25,29 +25,33 @@ _sym_db = _symbol_database.Default()
 from tilefn.v1 import udf_pb2 as tilefn_dot_v1_dot_udf__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtilefn/v1/array_service.proto\x12\ttilefn.v1\x1a\x13tilefn/v1/udf.proto\"M\n\x11ListArraysRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"S\n\x12ListArraysResponse\x12$\n\x06\x61rrays\x18\x01 \x03(\x0b\x32\x14.tilefn.v1.ArrayInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\tArrayInfo\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0e\n\x06sparse\x18\x03 \x01(\x08\"$\n\x15GetArraySchemaRequest\x12\x0b\n\x03uri\x18\x01 \x01(\t\"@\n\x16GetArraySchemaResponse\x12&\n\x06schema\x18\x01 \x01(\x0b\x32\x16.tilefn.v1.ArraySchema\"\xc1\x01\n\x0b\x41rraySchema\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x0e\n\x06sparse\x18\x02 \x01(\x08\x12(\n\ndimensions\x18\x03 \x03(\x0b\x32\x14.tilefn.v1.Dimension\x12(\n\nattributes\x18\x04 \x03(\x0b\x32\x14.tilefn.v1.Attribute\x12\x12\n\ncell_order\x18\x05 \x01(\t\x12\x12\n\ntile_order\x18\x06 \x01(\t\x12\x19\n\x11\x61llows_duplicates\x18\x07 \x01(\x08\"\x84\x01\n\tDimension\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\'\n\x0c\x64omain_start\x18\x03 \x01(\x0b\x32\x11.tilefn.v1.Scalar\x12%\n\ndomain_end\x18\x04 \x01(\x0b\x32\x11.tilefn.v1.Scalar\x12\x0b\n\x03var\x18\x05 \x01(\x08\"F\n\tAttribute\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08nullable\x18\x03 \x01(\x08\x12\x0b\n\x03var\x18\x04 \x01(\x08\x32\xb0\x01\n\x0c\x41rrayService\x12I\n\nListArrays\x12\x1c.tilefn.v1.ListArraysRequest\x1a\x1d.tilefn.v1.ListArraysResponse\x12U\n\x0eGetArraySchema\x12 .tilefn.v1.GetArraySchemaRequest\x1a!.tilefn.v1.GetArraySchemaResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtilefn/v1/array_service.proto\x12\ttilefn.v1\x1a\x13tilefn/v1/udf.proto\"1\n\x11ShareArrayRequest\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x0f\n\x07grantee\x18\x02 \x01(\t\"0\n\x0c\x41rraySharing\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x13\n\x0bshared_with\x18\x02 \x03(\t\"M\n\x11ListArraysRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"S\n\x12ListArraysResponse\x12$\n\x06\x61rrays\x18\x01 \x03(\x0b\x32\x14.tilefn.v1.ArrayInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\tArrayInfo\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0e\n\x06sparse\x18\x03 \x01(\x08\"$\n\x15GetArraySchemaRequest\x12\x0b\n\x03uri\x18\x01 \x01(\t\"@\n\x16GetArraySchemaResponse\x12&\n\x06schema\x18\x01 \x01(\x0b\x32\x16.tilefn.v1.ArraySchema\"\xc1\x01\n\x0b\x41rraySchema\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x0e\n\x06sparse\x18\x02 \x01(\x08\x12(\n\ndimensions\x18\x03 \x03(\x0b\x32\x14.tilefn.v1.Dimension\x12(\n\nattributes\x18\x04 \x03(\x0b\x32\x14.tilefn.v1.Attribute\x12\x12\n\ncell_order\x18\x05 \x01(\t\x12\x12\n\ntile_order\x18\x06 \x01(\t\x12\x19\n\x11\x61llows_duplicates\x18\x07 \x01(\x08\"\x84\x01\n\tDimension\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\'\n\x0c\x64omain_start\x18\x03 \x01(\x0b\x32\x11.tilefn.v1.Scalar\x12%\n\ndomain_end\x18\x04 \x01(\x0b\x32\x11.tilefn.v1.Scalar\x12\x0b\n\x03var\x18\x05 \x01(\x08\"F\n\tAttribute\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08nullable\x18\x03 \x01(\x08\x12\x0b\n\x03var\x18\x04 \x01(\x08\x32\xbc\x02\n\x0c\x41rrayService\x12I\n\nListArrays\x12\x1c.tilefn.v1.ListArraysRequest\x1a\x1d.tilefn.v1.ListArraysResponse\x12U\n\x0eGetArraySchema\x12 .tilefn.v1.GetArraySchemaRequest\x1a!.tilefn.v1.GetArraySchemaResponse\x12\x43\n\nShareArray\x12\x1c.tilefn.v1.ShareArrayRequest\x1a\x17.tilefn.v1.ArraySharing\x12\x45\n\x0cUnshareArray\x12\x1c.tilefn.v1.ShareArrayRequest\x1a\x17.tilefn.v1.ArraySharingb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tilefn.v1.array_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LISTARRAYSREQUEST']._serialized_start=65
-  _globals['_LISTARRAYSREQUEST']._serialized_end=142
-  _globals['_LISTARRAYSRESPONSE']._serialized_start=144
-  _globals['_LISTARRAYSRESPONSE']._serialized_end=227
-  _globals['_ARRAYINFO']._serialized_start=229
-  _globals['_ARRAYINFO']._serialized_end=288
-  _globals['_GETARRAYSCHEMAREQUEST']._serialized_start=290
-  _globals['_GETARRAYSCHEMAREQUEST']._serialized_end=326
-  _globals['_GETARRAYSCHEMARESPONSE']._serialized_start=328
-  _globals['_GETARRAYSCHEMARESPONSE']._serialized_end=392
-  _globals['_ARRAYSCHEMA']._serialized_start=395
-  _globals['_ARRAYSCHEMA']._serialized_end=588
-  _globals['_DIMENSION']._serialized_start=591
-  _globals['_DIMENSION']._serialized_end=723
-  _globals['_ATTRIBUTE']._serialized_start=725
-  _globals['_ATTRIBUTE']._serialized_end=795
-  _globals['_ARRAYSERVICE']._serialized_start=798
-  _globals['_ARRAYSERVICE']._serialized_end=974
+  _globals['_SHAREARRAYREQUEST']._serialized_start=65
+  _globals['_SHAREARRAYREQUEST']._serialized_end=114
+  _globals['_ARRAYSHARING']._serialized_start=116
+  _globals['_ARRAYSHARING']._serialized_end=164
+  _globals['_LISTARRAYSREQUEST']._serialized_start=166
+  _globals['_LISTARRAYSREQUEST']._serialized_end=243
+  _globals['_LISTARRAYSRESPONSE']._serialized_start=245
+  _globals['_LISTARRAYSRESPONSE']._serialized_end=328
+  _globals['_ARRAYINFO']._serialized_start=330
+  _globals['_ARRAYINFO']._serialized_end=389
+  _globals['_GETARRAYSCHEMAREQUEST']._serialized_start=391
+  _globals['_GETARRAYSCHEMAREQUEST']._serialized_end=427
+  _globals['_GETARRAYSCHEMARESPONSE']._serialized_start=429
+  _globals['_GETARRAYSCHEMARESPONSE']._serialized_end=493
+  _globals['_ARRAYSCHEMA']._serialized_start=496
+  _globals['_ARRAYSCHEMA']._serialized_end=689
+  _globals['_DIMENSION']._serialized_start=692
+  _globals['_DIMENSION']._serialized_end=824
+  _globals['_ATTRIBUTE']._serialized_start=826
+  _globals['_ATTRIBUTE']._serialized_end=896
+  _globals['_ARRAYSERVICE']._serialized_start=899
+  _globals['_ARRAYSERVICE']._serialized_end=1215
 # @@protoc_insertion_point(module_scope)

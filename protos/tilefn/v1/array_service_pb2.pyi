@@ -7,6 +7,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ShareArrayRequest(_message.Message):
+    __slots__ = ("uri", "grantee")
+    URI_FIELD_NUMBER: _ClassVar[int]
+    GRANTEE_FIELD_NUMBER: _ClassVar[int]
+    uri: str
+    grantee: str
+    def __init__(self, uri: _Optional[str] = ..., grantee: _Optional[str] = ...) -> None: ...
+
+class ArraySharing(_message.Message):
+    __slots__ = ("uri", "shared_with")
+    URI_FIELD_NUMBER: _ClassVar[int]
+    SHARED_WITH_FIELD_NUMBER: _ClassVar[int]
+    uri: str
+    shared_with: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, uri: _Optional[str] = ..., shared_with: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class ListArraysRequest(_message.Message):
     __slots__ = ("namespace", "page_size", "page_token")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]

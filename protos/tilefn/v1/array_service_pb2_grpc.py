@@ -45,6 +45,16 @@ class ArrayServiceStub:
                 request_serializer=tilefn_dot_v1_dot_array__service__pb2.GetArraySchemaRequest.SerializeToString,
                 response_deserializer=tilefn_dot_v1_dot_array__service__pb2.GetArraySchemaResponse.FromString,
                 _registered_method=True)
+        self.ShareArray = channel.unary_unary(
+                '/tilefn.v1.ArrayService/ShareArray',
+                request_serializer=tilefn_dot_v1_dot_array__service__pb2.ShareArrayRequest.SerializeToString,
+                response_deserializer=tilefn_dot_v1_dot_array__service__pb2.ArraySharing.FromString,
+                _registered_method=True)
+        self.UnshareArray = channel.unary_unary(
+                '/tilefn.v1.ArrayService/UnshareArray',
+                request_serializer=tilefn_dot_v1_dot_array__service__pb2.ShareArrayRequest.SerializeToString,
+                response_deserializer=tilefn_dot_v1_dot_array__service__pb2.ArraySharing.FromString,
+                _registered_method=True)
 
 
 class ArrayServiceServicer:
@@ -65,6 +75,21 @@ class ArrayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ShareArray(self, request, context):
+        """Lets another namespace (or everyone, with "*") read an array. Needs the
+        manage_arrays scope and membership of the array's namespace.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnshareArray(self, request, context):
+        """Takes a share back.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ArrayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +102,16 @@ def add_ArrayServiceServicer_to_server(servicer, server):
                     servicer.GetArraySchema,
                     request_deserializer=tilefn_dot_v1_dot_array__service__pb2.GetArraySchemaRequest.FromString,
                     response_serializer=tilefn_dot_v1_dot_array__service__pb2.GetArraySchemaResponse.SerializeToString,
+            ),
+            'ShareArray': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShareArray,
+                    request_deserializer=tilefn_dot_v1_dot_array__service__pb2.ShareArrayRequest.FromString,
+                    response_serializer=tilefn_dot_v1_dot_array__service__pb2.ArraySharing.SerializeToString,
+            ),
+            'UnshareArray': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnshareArray,
+                    request_deserializer=tilefn_dot_v1_dot_array__service__pb2.ShareArrayRequest.FromString,
+                    response_serializer=tilefn_dot_v1_dot_array__service__pb2.ArraySharing.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +169,60 @@ class ArrayService:
             '/tilefn.v1.ArrayService/GetArraySchema',
             tilefn_dot_v1_dot_array__service__pb2.GetArraySchemaRequest.SerializeToString,
             tilefn_dot_v1_dot_array__service__pb2.GetArraySchemaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShareArray(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tilefn.v1.ArrayService/ShareArray',
+            tilefn_dot_v1_dot_array__service__pb2.ShareArrayRequest.SerializeToString,
+            tilefn_dot_v1_dot_array__service__pb2.ArraySharing.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnshareArray(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tilefn.v1.ArrayService/UnshareArray',
+            tilefn_dot_v1_dot_array__service__pb2.ShareArrayRequest.SerializeToString,
+            tilefn_dot_v1_dot_array__service__pb2.ArraySharing.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,156 @@
+"""What the server keeps: the records and the one interface every store implements.
+
+The server talks to its state only through ``Store``. The embedded default is SQLite
+(``_sqlite.SqliteStore``); a PostgreSQL store for several hosts implements the same methods.
+Methods are blocking: call them from a thread (``asyncio.to_thread``), except the few reads the
+docstrings mark as cheap. Failures a caller can cause raise ``ServiceError`` with their reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+NamespaceKind = Literal["user", "organisation"]
+#: Scopes a token may hold; "admin" implies every other.
+SCOPES = ("run", "read_arrays", "manage_udfs", "manage_arrays", "admin")
+#: The grantee that means "everyone with a valid token".
+PUBLIC = "*"
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """A user or an organisation."""
+
+    name: str
+    kind: NamespaceKind
+    created_at: float
+    #: An organisation's members, or the organisations a user belongs to; sorted.
+    members: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """A token as stored: never its secret, only the secret's hash."""
+
+    id: str
+    namespace: str
+    scopes: tuple[str, ...]
+    description: str
+    created_at: float
+    expires_at: float
+    last_used_at: float | None = None
+    revoked_at: float | None = None
+
+
+@dataclass(frozen=True)
+class UdfDraft:
+    """What a caller supplies for a new UDF version."""
+
+    source: str
+    entry_point: str
+    pickle: bytes
+    python_version: str
+    description: str
+    tags: tuple[str, ...]
+    #: The signature as JSON: a list of Parameter messages in their JSON form.
+    parameters_json: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class UdfVersion:
+    """One immutable version of a registered UDF."""
+
+    namespace: str
+    name: str
+    version: int
+    latest_version: int
+    created_at: float
+    created_by: str
+    draft: UdfDraft
+    shared_with: tuple[str, ...]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}@{self.version}"
+
+
+@dataclass(frozen=True)
+class UdfQuery:
+    """Which UDFs ListUdfs wants, among those owned by or shared with ``visible_to``."""
+
+    #: Namespaces (and "*") whose own and shared UDFs are visible; None means every UDF.
+    visible_to: frozenset[str] | None
+    namespace: str = ""
+    tag: str = ""
+    text: str = ""
+    after: str = ""
+    limit: int = 100
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One execution: who ran what, on which arrays, when, how long, how it ended."""
+
+    task_id: str
+    namespace: str
+    token_id: str
+    method: str
+    udf: str
+    arrays: tuple[str, ...]
+    started_at: float
+    duration: float
+    outcome: str
+    reason: str
+
+
+class Store(Protocol):
+    """The server's state. Implementations must be safe for concurrent use by threads and by
+    several server processes sharing the store."""
+
+    def close(self) -> None: ...
+
+    # namespaces
+    def create_namespace(self, name: str, kind: NamespaceKind) -> Namespace: ...
+    def namespace(self, name: str) -> Namespace | None: ...
+    def namespaces(self) -> list[Namespace]: ...
+    def add_member(self, organisation: str, user: str) -> Namespace: ...
+    def remove_member(self, organisation: str, user: str) -> Namespace: ...
+
+    # tokens
+    def create_token(
+        self, namespace: str, scopes: Sequence[str], lifetime: float, description: str
+    ) -> tuple[str, TokenRecord]: ...
+    def token_by_secret(self, secret: str) -> TokenRecord | None:
+        """Cheap (one indexed read); may run on the event loop."""
+        ...
+
+    def tokens(self, namespace: str = "") -> list[TokenRecord]: ...
+    def revoke_token(self, token_id: str) -> TokenRecord: ...
+    def touch_token(self, token_id: str, when: float) -> None: ...
+
+    # array shares
+    def array_shares(self, namespace: str, name: str) -> tuple[str, ...]: ...
+    def arrays_shared_with(self, grantees: frozenset[str]) -> set[tuple[str, str]]: ...
+    def share_array(self, namespace: str, name: str, grantee: str, share: bool) -> None: ...
+
+    # registered UDFs
+    def register_udf(self, namespace: str, name: str, by: str, draft: UdfDraft) -> UdfVersion: ...
+    def add_udf_version(
+        self, namespace: str, name: str, by: str, draft: UdfDraft
+    ) -> UdfVersion: ...
+    def udf_version(
+        self, namespace: str, name: str, version: int | None, at: float | None
+    ) -> UdfVersion | None:
+        """The given version, the one current at time ``at``, or the latest; None if none."""
+        ...
+
+    def udfs(self, query: UdfQuery) -> list[UdfVersion]: ...
+    def share_udf(self, namespace: str, name: str, grantee: str, share: bool) -> None: ...
+    def delete_udf(self, namespace: str, name: str) -> int: ...
+
+    # audit
+    def add_audit(self, records: Sequence[AuditRecord]) -> None: ...
+    def audit(self, namespace: str, limit: int) -> list[AuditRecord]: ...
