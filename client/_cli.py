@@ -65,6 +65,18 @@ def _parser() -> argparse.ArgumentParser:
         "-t", "--target", default=DEFAULT_TARGET, help=f"server (default {DEFAULT_TARGET})"
     )
     run.add_argument("--timeout", type=float, default=None, help="seconds the UDF may run")
+    tls = run.add_argument_group("transport security")
+    tls.add_argument(
+        "--tls",
+        action="store_true",
+        default=None,
+        help="connect with TLS (implied by the other flags here)",
+    )
+    tls.add_argument("--tls-ca", type=Path, help="PEM CA bundle to trust (env TILEFN_TLS_CA)")
+    tls.add_argument(
+        "--tls-cert", type=Path, help="PEM client certificate, mutual TLS (env TILEFN_CLIENT_CERT)"
+    )
+    tls.add_argument("--tls-key", type=Path, help="its PEM private key (env TILEFN_CLIENT_KEY)")
     run.add_argument("--ipc-out", type=Path, help="write the raw Arrow IPC stream to this file")
     run.set_defaults(run=_exec)
     return parser
@@ -79,7 +91,19 @@ def _exec(options: argparse.Namespace) -> int:
         print(f"tilefn: bad argument: {exc}", file=sys.stderr)
         return 2
     udf = Source(text, options.entry_point)
-    with Client(options.target, options=Options(timeout=options.timeout)) as client:
+    try:
+        client = Client(
+            options.target,
+            options=Options(timeout=options.timeout),
+            tls=options.tls,
+            root_certificates=options.tls_ca,
+            client_certificate=options.tls_cert,
+            client_key=options.tls_key,
+        )
+    except (ValueError, OSError) as exc:
+        print(f"tilefn: bad TLS settings: {exc}", file=sys.stderr)
+        return 2
+    with client:
         try:
             stream = client.stream(udf, *args, **kwargs)
             batches = list(stream)

@@ -24,12 +24,12 @@ from tilefn.v1 import (
 )
 
 from ._arrays import ArrayInfo, ArrayRead, as_read, schema_dict
+from ._channel import ChannelOptions, PemSource, make_channel
 from ._exceptions import from_rpc_error
 from ._registry import UdfInfo, definition
 from ._request import Options, Source, Udf, build_request
 from ._result import AsyncResultStream, ResultStream, decode_ipc
 
-ChannelOptions = Sequence[tuple[str, Any]]
 DEFAULT_CHANNEL_OPTIONS: ChannelOptions = (("grpc.max_receive_message_length", 16 << 20),)
 #: Seconds a registry or catalog call may take.
 METADATA_TIMEOUT = 30.0
@@ -95,6 +95,13 @@ class Client(_ClientBase):
     ``target`` is any gRPC target ("host:port", "dns:///name:port",
     "ipv4:127.0.0.1:1,127.0.0.1:2"); ``options`` applies to every call unless
     ``with_options`` overrides it.
+
+    Transport security: ``tls=True`` trusts ``root_certificates`` (PEM bytes or a path; default
+    ``TILEFN_TLS_CA``, else the system roots); ``client_certificate`` and ``client_key`` are
+    the identity for mutual TLS (default ``TILEFN_CLIENT_CERT``/``TILEFN_CLIENT_KEY``). Giving any
+    certificate, or setting ``TILEFN_TLS_CA``, implies TLS; ``tls=False`` forces plaintext.
+    ``server_name_override`` checks the server certificate against another name (development).
+    A ``channel`` is used as is: ``target`` and the TLS settings are then ignored.
     """
 
     def __init__(
@@ -105,10 +112,24 @@ class Client(_ClientBase):
         channel_options: ChannelOptions = DEFAULT_CHANNEL_OPTIONS,
         channel: grpc.Channel | None = None,
         token: str | None = None,
+        tls: bool | None = None,
+        root_certificates: PemSource | None = None,
+        client_certificate: PemSource | None = None,
+        client_key: PemSource | None = None,
+        server_name_override: str | None = None,
     ) -> None:
-        super().__init__(
-            channel or grpc.insecure_channel(target, list(channel_options)), options, token
-        )
+        if channel is None:
+            channel = make_channel(
+                target,
+                aio=False,
+                channel_options=channel_options,
+                tls=tls,
+                root_certificates=root_certificates,
+                client_certificate=client_certificate,
+                client_key=client_key,
+                server_name_override=server_name_override,
+            )
+        super().__init__(channel, options, token)
 
     def exec(self, fn: Udf, /, *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` on the server and return its result as a Python value."""
@@ -292,7 +313,7 @@ class Client(_ClientBase):
 
 
 class AsyncClient(_ClientBase):
-    """The asyncio tilefn client; same methods as :class:`Client`, awaited."""
+    """The asyncio tilefn client; same constructor and methods as :class:`Client`, awaited."""
 
     def __init__(
         self,
@@ -302,10 +323,24 @@ class AsyncClient(_ClientBase):
         channel_options: ChannelOptions = DEFAULT_CHANNEL_OPTIONS,
         channel: grpc.aio.Channel | None = None,
         token: str | None = None,
+        tls: bool | None = None,
+        root_certificates: PemSource | None = None,
+        client_certificate: PemSource | None = None,
+        client_key: PemSource | None = None,
+        server_name_override: str | None = None,
     ) -> None:
-        super().__init__(
-            channel or grpc.aio.insecure_channel(target, list(channel_options)), options, token
-        )
+        if channel is None:
+            channel = make_channel(
+                target,
+                aio=True,
+                channel_options=channel_options,
+                tls=tls,
+                root_certificates=root_certificates,
+                client_certificate=client_certificate,
+                client_key=client_key,
+                server_name_override=server_name_override,
+            )
+        super().__init__(channel, options, token)
 
     async def exec(self, fn: Udf, /, *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` on the server and return its result as a Python value."""

@@ -17,6 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tilefn.client._channel import CA_ENV, CERT_ENV, KEY_ENV
+
 from ._config import (
     DEFAULT_MIX,
     LoadConfig,
@@ -39,6 +41,16 @@ from ._workloads import Workload, build_workloads
 CONNECT_TIMEOUT = 10.0
 TOKEN_ENV = "TILEFN_TOKEN"
 T = TypeVar("T")
+
+
+def _env_path(env: str) -> Callable[[str], Path | None]:
+    """A path flag whose empty value falls back to the environment variable ``env``."""
+
+    def path(text: str) -> Path | None:
+        text = text or os.environ.get(env, "")
+        return Path(text) if text else None
+
+    return path
 
 
 def _flag(parse: Callable[[str], T]) -> Callable[[str], T]:
@@ -72,8 +84,19 @@ def _target_arguments(parser: argparse.ArgumentParser) -> None:
     target = parser.add_argument_group("target")
     target.add_argument("--target", default="127.0.0.1:50051", help="gRPC target (%(default)s)")
     target.add_argument("--tls", action="store_true", help="connect with TLS")
-    target.add_argument("--ca-cert", type=Path, help="PEM CA bundle to trust (implies --tls)")
+    target.add_argument(
+        "--tls-ca",
+        "--ca-cert",
+        dest="ca_cert",
+        type=_env_path(CA_ENV),
+        default=_env_path(CA_ENV)(""),
+        help=f"PEM CA bundle to trust (env {CA_ENV}; implies --tls)",
+    )
     target.add_argument("--tls-server-name", default="", help="certificate name to verify")
+    for flag, env, what in (("cert", CERT_ENV, "client certificate"), ("key", KEY_ENV, "its key")):
+        target.add_argument(
+            f"--tls-{flag}", type=Path, help=f"PEM {what}, for mutual TLS (env {env} with TLS)"
+        )
     target.add_argument(
         "--token", default=os.environ.get(TOKEN_ENV, ""), help=f"bearer token (env {TOKEN_ENV})"
     )
@@ -132,11 +155,17 @@ def _saturation_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from(options: argparse.Namespace) -> LoadConfig:
     """The LoadConfig the flags describe (already validated)."""
+    cert, key = options.tls_cert, options.tls_key
+    tls = options.tls or any(x is not None for x in (options.ca_cert, cert, key))
+    if tls and cert is None and key is None:  # as the client does: env identity only with TLS
+        cert, key = _env_path(CERT_ENV)(""), _env_path(KEY_ENV)("")
     target = TargetConfig(
         address=options.target,
-        tls=options.tls or options.ca_cert is not None,
+        tls=tls,
         ca_cert=options.ca_cert,
         tls_server_name=options.tls_server_name,
+        client_cert=cert,
+        client_key=key,
         token=options.token,
         lb_policy=options.lb_policy,
     )
@@ -168,8 +197,7 @@ def problems(config: LoadConfig) -> list[str]:
         found.append("--rate, --concurrency and --timeout must be positive, --duration >= 0")
     if run.duration > 0 and run.rate * run.duration < 1:
         found.append("--rate x --duration must make at least one request")
-    if config.target.ca_cert is not None and not config.target.ca_cert.is_file():
-        found.append(f"--ca-cert {config.target.ca_cert}: no such file")
+    found += _target_problems(config.target)
     if run.duration == 0 and config.saturation is None:
         found.append("nothing to do: give --duration > 0 or --saturate")
     if (sat := config.saturation) is not None:
@@ -179,6 +207,19 @@ def problems(config: LoadConfig) -> list[str]:
             found.append("--retries must be >= 0")
         if sat.start_rate * sat.step_duration < 1:
             found.append("--start-rate x --step-duration must make at least one request")
+    return found
+
+
+def _target_problems(target: TargetConfig) -> list[str]:
+    found = []
+    files = (("ca", target.ca_cert), ("cert", target.client_cert), ("key", target.client_key))
+    for flag, path in files:
+        if path is not None and not path.is_file():
+            found.append(f"--tls-{flag} {path}: no such file")
+    if (target.client_cert is None) != (target.client_key is None):
+        found.append("--tls-cert and --tls-key go together")
+    if target.tls_server_name and not target.tls:
+        found.append("--tls-server-name needs --tls")
     return found
 
 

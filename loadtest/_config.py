@@ -26,6 +26,9 @@ class TargetConfig:
     ca_cert: Path | None = None
     #: Name to verify the server certificate against, when it differs from the target host.
     tls_server_name: str = ""
+    #: PEM client certificate and its private key, for servers that require mutual TLS.
+    client_cert: Path | None = None
+    client_key: Path | None = None
     #: Bearer token sent as ``authorization`` metadata on every call; never printed or saved.
     token: str = field(default="", repr=False)
     #: gRPC load-balancing policy, e.g. "round_robin" for a multi-address target; "": gRPC's.

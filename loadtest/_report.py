@@ -35,7 +35,9 @@ def settings(config: LoadConfig) -> dict[str, Any]:
     """The configuration as JSON: the token only as whether one was sent."""
     target = asdict(config.target)
     target["token"] = bool(config.target.token)
-    target["ca_cert"] = str(config.target.ca_cert) if config.target.ca_cert else None
+    for name in ("ca_cert", "client_cert", "client_key"):
+        path = getattr(config.target, name)
+        target[name] = str(path) if path else None
     return {
         "target": target,
         "workloads": asdict(config.workloads),
@@ -93,6 +95,8 @@ def markdown(report: Mapping[str, Any]) -> str:
 def _header(report: Mapping[str, Any]) -> list[str]:
     target = report["settings"]["target"]
     security = "TLS" if target["tls"] else "plaintext"
+    if target.get("client_cert"):
+        security = "mutual TLS"
     security += ", bearer token sent" if target["token"] else ", no token"
     server = report.get("server") or {}
     about = "server did not answer GetServerInfo"

@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
+from tilefn.client._channel import make_channel
 from tilefn.client._exceptions import from_rpc_error
 from tilefn.v1 import server_info_pb2, server_info_pb2_grpc, udf_service_pb2, udf_service_pb2_grpc
 
@@ -91,14 +92,23 @@ class Target:
 
 
 def open_channel(config: TargetConfig) -> grpc.aio.Channel:
-    """A channel to the target: plaintext, or TLS trusting ``ca_cert`` (else system roots)."""
+    """A channel to the target (the client's ``make_channel``): plaintext, TLS or mutual TLS.
+
+    The flags already folded the TILEFN_TLS_* variables into ``config``, so TLS is on or off
+    exactly as the report says.
+    """
     options: list[tuple[str, Any]] = list(_CHANNEL_OPTIONS)
     if config.lb_policy:
         options.append(("grpc.lb_policy_name", config.lb_policy))
     if not config.tls:
-        return grpc.aio.insecure_channel(config.address, options)
-    if config.tls_server_name:
-        options.append(("grpc.ssl_target_name_override", config.tls_server_name))
-    roots = config.ca_cert.read_bytes() if config.ca_cert else None
-    credentials = grpc.ssl_channel_credentials(root_certificates=roots)
-    return grpc.aio.secure_channel(config.address, credentials, options)
+        return make_channel(config.address, aio=True, channel_options=options, tls=False)
+    return make_channel(
+        config.address,
+        aio=True,
+        channel_options=options,
+        tls=True,
+        root_certificates=config.ca_cert,
+        client_certificate=config.client_cert,
+        client_key=config.client_key,
+        server_name_override=config.tls_server_name or None,
+    )

@@ -9,7 +9,7 @@ import logging
 from tilefn.sandbox import SandboxUnavailableError
 
 from ._app import serve
-from ._config import add_arguments, from_arguments
+from ._config import ConfigError, add_arguments, from_arguments
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     try:
         asyncio.run(serve(config))
-    except SandboxUnavailableError as exc:
+    except (SandboxUnavailableError, ConfigError) as exc:
         raise SystemExit(f"tilefn: cannot start: {exc}") from None
 
 

@@ -36,6 +36,7 @@ from ._identity import Identity
 from ._info_service import ServerInfoService
 from ._registry_service import RegistryService
 from ._staging import make_catalog
+from ._tls import bind, load
 from ._udf_service import SERVICE as UDF_SERVICE
 from ._udf_service import UdfService, add_to_server
 
@@ -66,7 +67,8 @@ class TilefnServer:
         self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> int:
-        """Start workers, then serve; return the bound port."""
+        """Check the TLS files, start workers, then serve; return the bound port."""
+        tls = load(self.config)  # before the pool: a bad setting must not leave workers behind
         self.pool.start()
         await self.pool.open()
         limit = self.config.max_request_bytes + RECEIVE_SLACK
@@ -97,7 +99,7 @@ class TilefnServer:
             reflection.SERVICE_NAME,
         )
         reflection.enable_server_reflection(names, server)
-        self.port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+        self.port = bind(server, self.config, tls)
         await server.start()
         self._server = server
         for name in HEALTH_NAMES:

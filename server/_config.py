@@ -16,6 +16,10 @@ MAX_CHUNK_BYTES = 4 * MIB - 1024
 DEFAULT_CHUNK_BYTES = MIB
 
 
+class ConfigError(Exception):
+    """The settings cannot work together (or name files that cannot be read); nothing started."""
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """Everything the server needs to know at start."""
@@ -24,6 +28,16 @@ class ServerConfig:
     host: str = "127.0.0.1"
     #: TCP port; 0 picks a free one (printed at start).
     port: int = 50051
+    #: PEM certificate chain the server presents; with ``tls_key``, the server speaks only TLS.
+    tls_cert: str = ""
+    #: PEM private key of ``tls_cert`` (unencrypted).
+    tls_key: str = ""
+    #: PEM bundle of the CAs that sign client certificates; set: every client must present
+    #: one (mutual TLS). Needs ``tls_cert``.
+    tls_client_ca: str = ""
+    #: Serve plaintext gRPC on a non-loopback host (without a certificate); loopback hosts may
+    #: always serve plaintext. Both log a warning.
+    plaintext: bool = False
     #: Largest ExecuteUdf request (UDF plus arguments) accepted, in bytes.
     max_request_bytes: int = 64 * MIB
     #: UDF run time when the request sets no timeout, in seconds.
@@ -73,6 +87,10 @@ _SERVER_FLAGS = (
     "tiledb_config",
     "host",
     "port",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+    "plaintext",
     "max_request_bytes",
     "max_result_bytes",
     "default_log_bytes",
