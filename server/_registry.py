@@ -13,7 +13,7 @@ import json
 import re
 import sys
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from google.protobuf import json_format
 
@@ -30,6 +30,7 @@ MAX_TAGS = 32
 MAX_TAG_CHARS = 64
 MAX_DESCRIPTION_CHARS = 4096
 MAX_PARAMETERS = 256
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,8 @@ class UdfRef:
     namespace: str
     name: str
     version: int | None = None
-    at: float | None = None
+    #: Microseconds since the epoch (UTC).
+    at: int | None = None
 
     @property
     def full_name(self) -> str:
@@ -63,7 +65,7 @@ def parse_ref(text: str, *, versioned: bool = True) -> UdfRef:
     return UdfRef(namespace, name, at=_utc_time(text, suffix))
 
 
-def _utc_time(text: str, suffix: str) -> float:
+def _utc_time(text: str, suffix: str) -> int:
     try:
         when = datetime.fromisoformat(suffix.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
@@ -72,7 +74,7 @@ def _utc_time(text: str, suffix: str) -> float:
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return when.timestamp()
+    return (when - EPOCH) // timedelta(microseconds=1)
 
 
 def _invalid(text: str, hint: str) -> ServiceError:
@@ -161,7 +163,7 @@ class Registry:
                 R.ERROR_REASON_UDF_VERSION_NOT_FOUND,
                 f"{ref.full_name} has no version {text.partition('@')[2]!r} "
                 f"(latest: {version.version}, registered "
-                f"{datetime.fromtimestamp(version.created_at, UTC).isoformat()})",
+                f"{(EPOCH + timedelta(microseconds=version.created_us)).isoformat()})",
                 udf=text[:200],
             )
         return found

@@ -7,12 +7,11 @@ import json
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
+from google.protobuf import json_format, timestamp_pb2
 
 from tilefn.v1 import registry_service_pb2 as pb
 from tilefn.v1 import registry_service_pb2_grpc, udf_pb2
 
-from ._admin_service import timestamp
 from ._auth import Authenticator, Principal
 from ._registry import Registry
 from ._status import R, ServiceError, unary_status_mapped
@@ -123,7 +122,9 @@ def to_message(
         namespace=version.namespace,
         version=version.version,
         latest_version=version.latest_version,
-        created_at=timestamp(version.created_at),
+        created_at=timestamp_pb2.Timestamp(
+            seconds=version.created_us // 1_000_000, nanos=version.created_us % 1_000_000 * 1000
+        ),
         created_by=version.created_by,
         python_version=draft.python_version,
         definition=definition,

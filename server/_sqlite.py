@@ -65,7 +65,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             namespace TEXT NOT NULL,
             name TEXT NOT NULL,
             version INTEGER NOT NULL,
-            created_at REAL NOT NULL,
+            created_us INTEGER NOT NULL,
             created_by TEXT NOT NULL,
             source TEXT NOT NULL,
             entry_point TEXT NOT NULL,
@@ -101,7 +101,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 TOKEN_PREFIX = "tfn"
 VERSION_COLUMNS = (
-    "v.namespace, v.name, v.version, v.created_at, v.created_by, v.source, v.entry_point, "
+    "v.namespace, v.name, v.version, v.created_us, v.created_by, v.source, v.entry_point, "
     "{pickle}, v.python_version, v.description, v.tags, v.parameters, v.digest, "
     "(SELECT max(version) FROM udf_versions l WHERE l.namespace = v.namespace "
     "AND l.name = v.name)"
@@ -356,7 +356,7 @@ class SqliteStore:
         return found
 
     def udf_version(
-        self, namespace: str, name: str, version: int | None, at: float | None
+        self, namespace: str, name: str, version: int | None, at: int | None
     ) -> UdfVersion | None:
         where = "v.namespace = ? AND v.name = ?"
         values: list[Any] = [namespace, name]
@@ -364,7 +364,7 @@ class SqliteStore:
             where += " AND v.version = ?"
             values.append(version)
         if at is not None:
-            where += " AND v.created_at <= ?"
+            where += " AND v.created_us <= ?"
             values.append(at)
         row = (
             self._db()
@@ -409,7 +409,7 @@ class SqliteStore:
         return [self._version(row) for row in rows]
 
     def _version(self, row: Any) -> UdfVersion:
-        namespace, name, version, created_at, created_by, *fields, latest = row
+        namespace, name, version, created_us, created_by, *fields, latest = row
         source, entry_point, pickle, python_version, description, tags, parameters, digest = fields
         draft = UdfDraft(
             source,
@@ -426,7 +426,7 @@ class SqliteStore:
             (namespace, name),
         )
         shared = tuple(r[0] for r in shares)
-        return UdfVersion(namespace, name, version, latest, created_at, created_by, draft, shared)
+        return UdfVersion(namespace, name, version, latest, created_us, created_by, draft, shared)
 
     def share_udf(self, namespace: str, name: str, grantee: str, share: bool) -> None:
         with self._write() as db:
@@ -504,7 +504,7 @@ def _insert_version(
             namespace,
             name,
             version,
-            time.time(),
+            time.time_ns() // 1000,
             by,
             draft.source,
             draft.entry_point,

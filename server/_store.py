@@ -67,7 +67,9 @@ class UdfVersion:
     name: str
     version: int
     latest_version: int
-    created_at: float
+    #: When it was registered, in whole microseconds since the epoch (UTC), so that a time
+    #: shown to a user (ISO 8601 has microseconds) names exactly this version.
+    created_us: int
     created_by: str
     draft: UdfDraft
     shared_with: tuple[str, ...]
@@ -142,9 +144,10 @@ class Store(Protocol):
         self, namespace: str, name: str, by: str, draft: UdfDraft
     ) -> UdfVersion: ...
     def udf_version(
-        self, namespace: str, name: str, version: int | None, at: float | None
+        self, namespace: str, name: str, version: int | None, at: int | None
     ) -> UdfVersion | None:
-        """The given version, the one current at time ``at``, or the latest; None if none."""
+        """The given version, the one current at ``at`` (microseconds since the epoch), or the
+        latest; None if there is none."""
         ...
 
     def udfs(self, query: UdfQuery) -> list[UdfVersion]: ...

@@ -21,7 +21,7 @@ from tilefn.client import Client
 from tilefn.server._admin import create_namespace, create_token
 from tilefn.server._sqlite import SqliteStore
 
-pytest_plugins = ["arrays_support", "hostile_support"]  # fixtures of test_array*, test_hostile*
+pytest_plugins = ["arrays_support", "hostile_support", "identity_support"]  # shared fixtures
 
 STARTUP_TIMEOUT = 60.0
 READY_LINE = "tilefn serving on "
