@@ -50,9 +50,7 @@ def test_several_processes_write_at_once(tmp_path: Path) -> None:
     store = SqliteStore(path)
     store.create_namespace("team", "organisation")
     store.register_udf("team", "shared", "team", DRAFT)
-    writers = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(path), "25"]) for _ in range(4)
-    ]
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), "25"]) for _ in range(4)]
     assert [w.wait(120) for w in writers] == [0, 0, 0, 0]
     try:
         numbers = [
