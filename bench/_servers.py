@@ -15,6 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tilefn.server._admin import create_namespace, create_token
+from tilefn.server._sqlite import SqliteStore
+
 #: The repository root: every subprocess runs there, so ``-m bench....`` imports work.
 REPO = Path(__file__).resolve().parent.parent
 READY_TIMEOUT = 60.0
@@ -55,6 +58,17 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def issue_token(store_path: Path) -> str:
+    """A fresh store at ``store_path`` with one user and a token for it (the secret)."""
+    store = SqliteStore(store_path)
+    try:
+        create_namespace(store, "bench", "user")
+        scopes = ["run", "read_arrays"]
+        return create_token(store, "bench", scopes, 86400.0, "make bench")[0]
+    finally:
+        store.close()
 
 
 def free_port() -> int:

@@ -74,8 +74,13 @@ SERVER_OF = {"tilefn": "tilefn", "echo": "echo", "flight": "flight", "local": "t
 
 
 def start_servers(tmp: Path) -> dict[str, _servers.Server]:
+    store = tmp / "state.sqlite3"
+    # Authentication stays on, as in production; clients (this process's children) inherit
+    # the token through the environment.
+    os.environ["TILEFN_TOKEN"] = _servers.issue_token(store)
+    tilefn = [*TILEFN_SERVER, str(tmp / "data"), "--store", str(store)]
     started = {
-        "tilefn": _servers.start("tilefn", [*TILEFN_SERVER, str(tmp / "data")], tmp),
+        "tilefn": _servers.start("tilefn", tilefn, tmp),
         "echo": _servers.start("echo", ["-m", "bench.peers.echo_server"], tmp),
         "flight": _servers.start("flight", ["-m", "bench.peers.flight_server"], tmp),
     }
