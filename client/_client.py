@@ -15,7 +15,6 @@ from tilefn import _malloc
 from tilefn.v1 import (
     array_service_pb2,
     array_service_pb2_grpc,
-    registry_service_pb2,
     registry_service_pb2_grpc,
     server_info_pb2,
     server_info_pb2_grpc,
@@ -26,8 +25,8 @@ from tilefn.v1 import (
 from ._arrays import ArrayInfo, ArrayRead, as_read, schema_dict
 from ._channel import ChannelOptions, PemSource, make_channel
 from ._exceptions import from_rpc_error
-from ._registry import UdfInfo, definition
-from ._request import Options, Source, Udf, build_request
+from ._registry_calls import AsyncRegistryCalls, RegistryCalls
+from ._request import Options, Udf, build_request
 from ._result import AsyncResultStream, ResultStream, decode_ipc
 
 DEFAULT_CHANNEL_OPTIONS: ChannelOptions = (("grpc.max_receive_message_length", 16 << 20),)
@@ -85,7 +84,7 @@ class _ClientBase:
         return array_service_pb2.GetArraySchemaRequest(uri=array)
 
 
-class Client(_ClientBase):
+class Client(RegistryCalls, _ClientBase):
     """A synchronous tilefn client.
 
     >>> with Client("127.0.0.1:50051") as client:
@@ -223,84 +222,6 @@ class Client(_ClientBase):
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
 
-    def register(
-        self,
-        name: str,
-        fn: Callable[..., Any] | str | Source,
-        *,
-        description: str = "",
-        tags: Sequence[str] = (),
-        pickle: bool = True,
-    ) -> UdfInfo:
-        """Register ``fn`` as "namespace/name", version 1 (``AlreadyExistsError`` if taken).
-
-        A callable is stored with its source text, signature and (unless ``pickle=False``) its
-        cloudpickle, which is what runs; text or a ``Source`` is stored as source only, which
-        any caller can run. Anyone it is shared with runs it with ``exec("namespace/name")``.
-        """
-        namespace, _, short = name.partition("/")
-        request = registry_service_pb2.RegisterUdfRequest(
-            namespace=namespace,
-            name=short,
-            definition=definition(fn, description=description, tags=tags, pickle=pickle),
-        )
-        return UdfInfo.from_proto(self._unary(self._registry.RegisterUdf, request))
-
-    def update(
-        self,
-        name: str,
-        fn: Callable[..., Any] | str | Source,
-        *,
-        description: str = "",
-        tags: Sequence[str] = (),
-        pickle: bool = True,
-    ) -> UdfInfo:
-        """Add a new version of the registered UDF ``name`` (see ``register``)."""
-        request = registry_service_pb2.UpdateUdfRequest(
-            name=name, definition=definition(fn, description=description, tags=tags, pickle=pickle)
-        )
-        return UdfInfo.from_proto(self._unary(self._registry.UpdateUdf, request))
-
-    def udf(self, name: str) -> UdfInfo:
-        """One version: "namespace/name" (latest), "...@N" or "...@2026-01-31T12:00:00Z"."""
-        request = registry_service_pb2.GetUdfRequest(name=name)
-        return UdfInfo.from_proto(self._unary(self._registry.GetUdf, request))
-
-    def udfs(self, namespace: str = "", *, tag: str = "", text: str = "") -> list[UdfInfo]:
-        """The latest version of every registered UDF visible to this caller, by name."""
-        found: list[UdfInfo] = []
-        token = ""
-        while True:
-            request = registry_service_pb2.ListUdfsRequest(
-                namespace=namespace, tag=tag, text=text, page_token=token
-            )
-            page = self._unary(self._registry.ListUdfs, request)
-            found += [UdfInfo.from_proto(u) for u in page.udfs]
-            if not (token := page.next_page_token):
-                return found
-
-    def share(self, name: str, grantee: str) -> UdfInfo:
-        """Let namespace ``grantee`` (or everyone, with "*") run and read UDF ``name``."""
-        request = registry_service_pb2.ShareUdfRequest(name=name, grantee=grantee)
-        return UdfInfo.from_proto(self._unary(self._registry.ShareUdf, request))
-
-    def unshare(self, name: str, grantee: str) -> UdfInfo:
-        """Take back a share of UDF ``name``."""
-        request = registry_service_pb2.UnshareUdfRequest(name=name, grantee=grantee)
-        return UdfInfo.from_proto(self._unary(self._registry.UnshareUdf, request))
-
-    def delete(self, name: str) -> int:
-        """Delete registered UDF ``name`` with all its versions; returns how many there were."""
-        request = registry_service_pb2.DeleteUdfRequest(name=name)
-        return int(self._unary(self._registry.DeleteUdf, request).versions)
-
-    def share_array(self, array: str, grantee: str, *, share: bool = True) -> list[str]:
-        """Let ``grantee`` (or everyone, "*") read ``array``; ``share=False`` takes it back.
-        Returns whom the array is now shared with."""
-        request = array_service_pb2.ShareArrayRequest(uri=array, grantee=grantee)
-        method = self._arrays.ShareArray if share else self._arrays.UnshareArray
-        return list(self._unary(method, request).shared_with)
-
     def close(self) -> None:
         """Close the channel."""
         self._channel.close()
@@ -312,7 +233,7 @@ class Client(_ClientBase):
         self.close()
 
 
-class AsyncClient(_ClientBase):
+class AsyncClient(AsyncRegistryCalls, _ClientBase):
     """The asyncio tilefn client; same constructor and methods as :class:`Client`, awaited."""
 
     def __init__(
@@ -393,6 +314,12 @@ class AsyncClient(_ClientBase):
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         return schema_dict(reply.schema)
+
+    async def _unary(self, method: Callable[..., Any], request: Any) -> Any:
+        try:
+            return await method(request, timeout=METADATA_TIMEOUT, metadata=self._metadata)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
 
     async def close(self) -> None:
         """Close the channel."""

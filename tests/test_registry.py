@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -13,6 +14,7 @@ from identity_support import World
 
 from tilefn.client import (
     AlreadyExistsError,
+    AsyncClient,
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
@@ -241,3 +243,18 @@ def test_audit_records_who_ran_what(world: World, registered: str) -> None:
     assert all(r.token_id and r.task_id and r.duration.ToNanoseconds() >= 0 for r in records)
     log = world.server.log_path.read_text()
     assert not any(secret in log or secret in str(records) for secret in world.tokens.values())
+
+
+def test_async_client_registry(world: World) -> None:
+    async def scenario() -> tuple[int, list[str], int, list[str]]:
+        async with AsyncClient(world.server.address, token=world.tokens["alice"]) as alice:
+            await alice.register("alice/inc", "def inc(x):\n    return x + 1\n")
+            await alice.update("alice/inc", "def inc(x):\n    return x + 2\n")
+            await alice.share("alice/inc", "bob")
+            shares = await alice.share_array("tiledb://alice/private", "bob")
+            await alice.share_array("tiledb://alice/private", "bob", share=False)
+            result = await alice.exec("alice/inc@1", 1)
+            names = [u.name for u in await alice.udfs("alice")]
+            return result, names, await alice.delete("alice/inc"), shares
+
+    assert asyncio.run(scenario()) == (2, ["alice/inc"], 2, ["bob"])
