@@ -12,10 +12,10 @@ from tilefn.v1 import admin_service_pb2 as pb
 from tilefn.v1 import admin_service_pb2_grpc
 
 from . import _admin
-from ._audit import AuditLog
 from ._auth import Authenticator, Principal
 from ._status import R, ServiceError, unary_status_mapped
 from ._store import AuditRecord, Namespace, NamespaceKind, Store, TokenRecord
+from ._writer import StoreWriter
 
 Context = grpc.aio.ServicerContext[Any, Any]
 KINDS: dict[int, NamespaceKind] = {
@@ -28,10 +28,10 @@ MAX_AUDIT = 1000
 class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
     """Serves tilefn.v1.AdminService; every method but GetIdentity needs the admin scope."""
 
-    def __init__(self, auth: Authenticator, store: Store, audit: AuditLog) -> None:
+    def __init__(self, auth: Authenticator, store: Store, writer: StoreWriter) -> None:
         self._auth = auth
         self._store = store
-        self._audit = audit
+        self._writer = writer
 
     def _admin(self, context: Context) -> Principal:
         caller = self._auth.principal(context)
@@ -129,7 +129,7 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
             raise ServiceError(
                 R.ERROR_REASON_OPTION_INVALID, f"limit may be at most {MAX_AUDIT}", option="limit"
             )
-        await asyncio.to_thread(self._audit.flush)
+        await asyncio.to_thread(self._writer.flush)
         found = await asyncio.to_thread(self._store.audit, request.namespace, limit)
         return pb.ListAuditRecordsResponse(records=[audit_message(r) for r in found])
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -36,6 +37,8 @@ from ._identity import Identity
 from ._info_service import ServerInfoService
 from ._registry_service import RegistryService
 from ._staging import make_catalog
+from ._task_service import TaskQueries
+from ._tasks import TaskSettings
 from ._tls import bind, load
 from ._udf_service import SERVICE as UDF_SERVICE
 from ._udf_service import UdfService, add_to_server
@@ -48,6 +51,8 @@ REGISTRY_SERVICE = registry_service_pb2.DESCRIPTOR.services_by_name["RegistrySer
 ADMIN_SERVICE = admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 #: Health is reported for the server ("") and each service that depends on workers or storage.
 HEALTH_NAMES = ("", UDF_SERVICE, ARRAY_SERVICE, REGISTRY_SERVICE)
+#: How often expired stored results are looked for, in seconds.
+SWEEP_SECONDS = 60.0
 #: Headroom above max_request_bytes so oversized requests reach our handler and get a clear error.
 RECEIVE_SLACK = 1 << 20
 
@@ -73,18 +78,21 @@ class TilefnServer:
         await self.pool.open()
         limit = self.config.max_request_bytes + RECEIVE_SLACK
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit)])
-        self._identity = identity = Identity.open(self.config.store, authenticate=self.config.auth)
+        self._identity = identity = Identity.open(
+            self.config.store, task_settings(self.config), authenticate=self.config.auth
+        )
+        self._start_housekeeping(identity)
         if not self.config.auth:
             log.warning("authentication is OFF (--no-auth): every caller is an anonymous admin")
         catalog = make_catalog(self.config)
         self._udf = UdfService(self.config, self.pool, catalog, identity)
-        add_to_server(self._udf, server)
+        add_to_server(self._udf, TaskQueries(identity), server)
         array_service_pb2_grpc.add_ArrayServiceServicer_to_server(
             ArrayService(catalog, identity), server
         )
         registry = RegistryService(identity.auth, identity.registry)
         registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(registry, server)
-        admin = AdminService(identity.auth, identity.store, identity.audit)
+        admin = AdminService(identity.auth, identity.store, identity.writer)
         admin_service_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)
         info = ServerInfoService(self.config, self.pool, identity.auth)
         server_info_pb2_grpc.add_ServerInfoServiceServicer_to_server(info, server)
@@ -129,15 +137,46 @@ class TilefnServer:
         await self._health.enter_graceful_shutdown()
         if self._udf is not None:
             self._udf.draining = True
+        grace = self.config.drain_grace if grace is None else grace
+        draining = [self._udf.drain(grace)] if self._udf is not None else []
         if self._server is not None:
-            await self._server.stop(self.config.drain_grace if grace is None else grace)
+            draining.append(self._server.stop(grace))
+        await asyncio.gather(*draining)
+        for task in self._background:
+            task.cancel()
         await self.pool.close()
         if self._identity is not None:
             self._identity.close()
 
+    def _start_housekeeping(self, identity: Identity) -> None:
+        """Fail the tasks of dead servers and delete expired results: now, then periodically."""
+        failed = identity.tasks.recover()
+        if failed:
+            log.warning("%d tasks of a server that stopped unexpectedly marked FAILED", failed)
+
+        async def sweep() -> None:
+            while True:
+                removed = await asyncio.to_thread(identity.tasks.sweep)
+                if removed:
+                    log.info("deleted %d expired stored results", removed)
+                await asyncio.sleep(SWEEP_SECONDS)
+
+        task = asyncio.get_running_loop().create_task(sweep())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def wait(self) -> None:
         """Return once stop() has been called."""
         await self._stopped.wait()
+
+
+def task_settings(config: ServerConfig) -> TaskSettings:
+    return TaskSettings(
+        results_dir=Path(config.results_dir or Path(config.store).parent / "results").resolve(),
+        default_ttl=config.result_ttl,
+        max_ttl=config.max_result_ttl,
+        quota_bytes=config.result_quota_bytes,
+    )
 
 
 async def serve(config: ServerConfig) -> None:

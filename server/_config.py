@@ -68,6 +68,15 @@ class ServerConfig:
     #: The state database (tokens, namespaces, shares, registered UDFs, audit): a SQLite file,
     #: created and migrated at start. Several servers on one machine may share it.
     store: str = "state/tilefn.sqlite3"
+    #: Where stored results are kept (Arrow IPC files, one folder per namespace); empty means
+    #: a "results" folder next to the store.
+    results_dir: str = ""
+    #: How long a stored result is kept when the request does not say, in seconds.
+    result_ttl: float = 86400.0
+    #: The longest time-to-live a request may ask for, in seconds.
+    max_result_ttl: float = 30 * 86400.0
+    #: Bytes of stored results one namespace may keep.
+    result_quota_bytes: int = 10 << 30
     #: Require a bearer token on every call. Off (``--no-auth``) only for isolated development:
     #: every caller is then an anonymous admin.
     auth: bool = True
@@ -80,6 +89,10 @@ class ServerConfig:
 _SERVER_FLAGS = (
     "store",
     "auth",
+    "results_dir",
+    "result_ttl",
+    "max_result_ttl",
+    "result_quota_bytes",
     "data_root",
     "allow_raw_uris",
     "array_memory_budget",

@@ -1,4 +1,5 @@
-"""The identity side of the server in one bundle: store, authenticator, registry, audit log."""
+"""The identity and bookkeeping side of the server in one bundle: store, authenticator,
+registry, tasks, and the writer that records executions."""
 
 from __future__ import annotations
 
@@ -8,63 +9,81 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from ._audit import AuditLog
+from tilefn.sandbox import TaskLogs, TaskSummary
+
 from ._auth import Authenticator, Principal
 from ._registry import Registry
+from ._results import ResultSink
 from ._sqlite import SqliteStore
 from ._status import R, ServiceError, to_service_error
 from ._store import AuditRecord, Store
+from ._tasks import Tasks, TaskSettings
+from ._writer import StoreWriter
 
 
 @dataclass
 class Call:
-    """One execution as the audit log sees it: who ran what, on which arrays."""
+    """One execution as it is recorded: who ran what, on which arrays, and how it went."""
 
     task_id: str
     method: str
     principal: Principal
-    #: "namespace/name@N" for a registered UDF; empty means "the digest of ``code``".
+    #: "namespace/name@N" for a registered UDF, else "sha256:<hex>" of the code (once planned).
     udf: str = ""
-    code: bytes = b""
     arrays: list[str] = field(default_factory=list)
+    #: Whether a task record exists (the request was valid).
+    tracked: bool = False
+    #: Where the result is being stored, when it is.
+    sink: ResultSink | None = None
+    summary: TaskSummary | None = None
+    logs: TaskLogs | None = None
 
 
 @dataclass
 class Identity:
-    """What every servicer needs to know who calls and what they may do."""
+    """What every servicer needs to know who calls, what they may do, and what ran."""
 
     store: Store
     auth: Authenticator
     registry: Registry
-    audit: AuditLog
+    writer: StoreWriter
+    tasks: Tasks
 
     @classmethod
-    def open(cls, path: str, *, authenticate: bool) -> Identity:
+    def open(cls, path: str, settings: TaskSettings, *, authenticate: bool) -> Identity:
         """Open (and migrate) the store at ``path``."""
         store = SqliteStore(path)
+        writer = StoreWriter(store)
         return cls(
-            store, Authenticator(store, enabled=authenticate), Registry(store), AuditLog(store)
+            store,
+            Authenticator(store, enabled=authenticate),
+            Registry(store),
+            writer,
+            Tasks(store, writer, settings),
         )
 
     def close(self) -> None:
-        self.audit.close()
+        self.writer.close()
         self.store.close()
 
     @contextmanager
-    def audited(self, call: Call) -> Iterator[None]:
-        """Record the execution inside the block, however it ends."""
+    def recorded(self, call: Call) -> Iterator[None]:
+        """Audit the execution inside the block and give its task a final state, however the
+        block ends."""
         started, clock = time.time(), time.monotonic()
-        outcome, reason = "OK", ""
+        error: ServiceError | None = None
+        cancelled = False
         try:
             yield
         except (asyncio.CancelledError, GeneratorExit):
-            outcome = "CANCELLED"
+            cancelled = True
             raise
         except BaseException as exc:
             error = exc if isinstance(exc, ServiceError) else to_service_error(exc)
-            outcome, reason = error.code.name, R.Name(error.reason)
             raise
         finally:
+            outcome = "CANCELLED" if cancelled else error.code.name if error else "OK"
+            reason = R.Name(error.reason) if error else ""
             record = AuditRecord(
                 task_id=call.task_id,
                 namespace=call.principal.namespace,
@@ -77,4 +96,36 @@ class Identity:
                 outcome=outcome,
                 reason=reason,
             )
-            self.audit.add(record, call.code)
+            self.writer.add(record)
+            if call.tracked:
+                self._finish(call, error, cancelled)
+
+    def _finish(self, call: Call, error: ServiceError | None, cancelled: bool) -> None:
+        stored = ""
+        if call.sink is not None:
+            stored = call.sink.commit() if error is None and not cancelled else ""
+            if not stored:
+                call.sink.discard()
+        summary, logs = call.summary, call.logs
+        changes: dict[str, object] = {
+            "arrays": tuple(call.arrays),
+            "result_path": stored,
+            "logs": logs.text if logs else "",
+            "logs_total": logs.total_bytes if logs else 0,
+            "logs_truncated": logs.truncated if logs else False,
+        }
+        if summary is not None:
+            changes |= {
+                "cpu_seconds": summary.cpu_seconds,
+                "peak_memory_bytes": summary.peak_memory_bytes,
+                "result_bytes": summary.ipc_bytes,
+                "rows": summary.rows,
+            }
+        if cancelled:
+            status, changes["error_reason"] = "CANCELLED", R.Name(R.ERROR_REASON_TASK_CANCELLED)
+        elif error is not None:
+            status = "FAILED"
+            changes |= {"error_reason": R.Name(error.reason), "error_message": error.message}
+        else:
+            status = "SUCCEEDED"
+        self.tasks.finish(call.task_id, status, **changes)  # type: ignore[arg-type]

@@ -135,6 +135,8 @@ def _argument(label: str, arg: udf_pb2.Argument) -> ArgSpec:
         return ArgSpec("pickled", arg.pickled.data)
     if kind == "array":
         return ArgSpec("arrays", b"")  # filled in by staging, which reads the array
+    if kind == "stored_result":
+        return ArgSpec("arrow", b"")  # filled in with the stored file's bytes
     raise ServiceError(
         R.ERROR_REASON_ARGUMENT_INVALID, f"argument {label} has no value", argument=label
     )

@@ -8,6 +8,7 @@ gets its own connection.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import secrets
@@ -16,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,8 @@ from ._store import (
     AuditRecord,
     Namespace,
     NamespaceKind,
+    TaskQuery,
+    TaskRecord,
     TokenRecord,
     UdfDraft,
     UdfQuery,
@@ -97,6 +101,34 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             outcome TEXT NOT NULL,
             reason TEXT NOT NULL)""",
         "CREATE INDEX audit_namespace ON audit (namespace, started_at)",
+    ),
+    (
+        """CREATE TABLE tasks (
+            task_id TEXT PRIMARY KEY,
+            namespace TEXT NOT NULL,
+            token_id TEXT NOT NULL,
+            method TEXT NOT NULL,
+            udf TEXT NOT NULL,
+            arrays TEXT NOT NULL,
+            status TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            cpu_seconds REAL NOT NULL,
+            peak_memory_bytes INTEGER NOT NULL,
+            result_bytes INTEGER NOT NULL,
+            rows INTEGER NOT NULL,
+            error_reason TEXT NOT NULL,
+            error_message TEXT NOT NULL,
+            logs TEXT NOT NULL,
+            logs_total INTEGER NOT NULL,
+            logs_truncated INTEGER NOT NULL,
+            result_path TEXT NOT NULL,
+            result_expires_at REAL)""",
+        "CREATE INDEX tasks_namespace ON tasks (namespace, created_at)",
+        "CREATE INDEX tasks_status ON tasks (status)",
+        "CREATE INDEX tasks_expiry ON tasks (result_expires_at) WHERE result_path != ''",
     ),
 )
 TOKEN_PREFIX = "tfn"
@@ -473,6 +505,74 @@ class SqliteStore:
                 ],
             )
 
+    # tasks and stored results
+
+    def save_tasks(self, records: Sequence[TaskRecord]) -> None:
+        marks = ", ".join("?" * len(dataclasses.fields(TaskRecord)))
+        with self._write() as db:
+            db.executemany(
+                f"INSERT OR REPLACE INTO tasks ({TASK_COLUMNS}) VALUES ({marks})",
+                [
+                    tuple(json.dumps(v) if isinstance(v, tuple) else v for v in astuple(r))
+                    for r in records
+                ],
+            )
+
+    def task(self, task_id: str) -> TaskRecord | None:
+        row = (
+            self._db()
+            .execute(f"SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,))
+            .fetchone()
+        )
+        return _task(row) if row else None
+
+    def tasks(self, query: TaskQuery) -> list[TaskRecord]:
+        where, values = ["created_at >= ?"], [query.created_after]  # type: tuple[list[str], list[Any]]
+        if query.namespaces is not None:
+            where.append(f"namespace IN ({','.join('?' * len(query.namespaces))})")
+            values += sorted(query.namespaces)
+        if query.status:
+            where.append("status = ?")
+            values.append(query.status)
+        if query.udf:
+            where.append("(udf = ? OR udf LIKE ? ESCAPE '\\')")
+            escaped = query.udf.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            values += [query.udf, f"{escaped}@%"]
+        if query.before is not None:
+            where.append("(created_at, task_id) < (?, ?)")
+            values += list(query.before)
+        rows = self._db().execute(
+            f"SELECT {TASK_COLUMNS} FROM tasks WHERE {' AND '.join(where)} "
+            "ORDER BY created_at DESC, task_id DESC LIMIT ?",
+            (*values, query.limit),
+        )
+        return [_task(row) for row in rows]
+
+    def unfinished_tasks(self) -> list[TaskRecord]:
+        rows = self._db().execute(
+            f"SELECT {TASK_COLUMNS} FROM tasks WHERE status IN ('QUEUED', 'RUNNING')"
+        )
+        return [_task(row) for row in rows]
+
+    def expired_results(self, now: float) -> list[TaskRecord]:
+        rows = self._db().execute(
+            f"SELECT {TASK_COLUMNS} FROM tasks WHERE result_path != '' AND result_expires_at <= ?",
+            (now,),
+        )
+        return [_task(row) for row in rows]
+
+    def stored_bytes(self, namespace: str) -> int:
+        (total,) = (
+            self._db()
+            .execute(
+                "SELECT coalesce(sum(result_bytes), 0) FROM tasks "
+                "WHERE namespace = ? AND result_path != ''",
+                (namespace,),
+            )
+            .fetchone()
+        )
+        return int(total)
+
     def audit(self, namespace: str, limit: int) -> list[AuditRecord]:
         rows = self._db().execute(
             "SELECT task_id, namespace, token_id, method, udf, arrays, started_at, duration, "
@@ -483,6 +583,16 @@ class SqliteStore:
             AuditRecord(*row[:5], tuple(json.loads(row[5])), *row[6:])  # type: ignore[call-arg]
             for row in rows
         ]
+
+
+TASK_COLUMNS = ", ".join(f.name for f in dataclasses.fields(TaskRecord))
+
+
+def _task(row: Any) -> TaskRecord:
+    values = dict(zip((f.name for f in dataclasses.fields(TaskRecord)), row, strict=True))
+    values["arrays"] = tuple(json.loads(values["arrays"]))
+    values["logs_truncated"] = bool(values["logs_truncated"])
+    return TaskRecord(**values)
 
 
 TOKEN_COLUMNS = (

@@ -108,6 +108,53 @@ class AuditRecord:
     reason: str
 
 
+TaskStatus = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
+#: States a task never leaves.
+FINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """One execution's record (tasks outlive the calls that started them)."""
+
+    task_id: str
+    namespace: str
+    token_id: str
+    method: str
+    udf: str
+    arrays: tuple[str, ...]
+    status: TaskStatus
+    #: The server process running it ("host:pid:start"); see ``_tasks.owner_alive``.
+    owner: str
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    cpu_seconds: float = 0.0
+    peak_memory_bytes: int = 0
+    result_bytes: int = 0
+    rows: int = 0
+    error_reason: str = ""
+    error_message: str = ""
+    logs: str = ""
+    logs_total: int = 0
+    logs_truncated: bool = False
+    #: The stored result's file, when there is one.
+    result_path: str = ""
+    result_expires_at: float | None = None
+
+
+@dataclass(frozen=True)
+class TaskQuery:
+    """Which tasks ListTasks wants."""
+
+    namespaces: frozenset[str] | None  # None: every namespace (admins)
+    status: str = ""
+    created_after: float = 0.0
+    udf: str = ""
+    before: tuple[float, str] | None = None  # (created_at, task_id) of the previous page's last
+    limit: int = 100
+
+
 class Store(Protocol):
     """The server's state. Implementations must be safe for concurrent use by threads and by
     several server processes sharing the store."""
@@ -157,3 +204,11 @@ class Store(Protocol):
     # audit
     def add_audit(self, records: Sequence[AuditRecord]) -> None: ...
     def audit(self, namespace: str, limit: int) -> list[AuditRecord]: ...
+
+    # tasks and stored results
+    def save_tasks(self, records: Sequence[TaskRecord]) -> None: ...
+    def task(self, task_id: str) -> TaskRecord | None: ...
+    def tasks(self, query: TaskQuery) -> list[TaskRecord]: ...
+    def unfinished_tasks(self) -> list[TaskRecord]: ...
+    def expired_results(self, now: float) -> list[TaskRecord]: ...
+    def stored_bytes(self, namespace: str) -> int: ...

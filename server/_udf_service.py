@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from hashlib import sha256
 from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2
 
-from tilefn.sandbox import TaskLogs, TaskSummary, WorkerPool
+from tilefn.sandbox import ArgSpec, TaskLogs, TaskSummary, WorkerPool
 from tilefn.v1 import udf_service_pb2 as pb
 
 from ._arrays import ArrayCatalog
-from ._auth import ArrayAccess, Principal
+from ._auth import ArrayAccess
 from ._config import ServerConfig
 from ._identity import Call, Identity
 from ._request import Execution, plan_execution
+from ._results import ResultSink, read_whole
 from ._staging import StagedArrays
 from ._status import (
     TASK_ID_KEY,
@@ -28,6 +32,7 @@ from ._status import (
     to_service_error,
     unary_status_mapped,
 )
+from ._task_service import TaskQueries, task_message
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +42,7 @@ IPC_TAG = bytes([2 << 3 | 2])
 
 
 class UdfService:
-    """Serves tilefn.v1.UdfService."""
+    """Serves tilefn.v1.UdfService's execution methods (task queries: ``_task_service``)."""
 
     def __init__(
         self,
@@ -50,6 +55,8 @@ class UdfService:
         self._pool = pool
         self._catalog = catalog
         self._identity = identity
+        self._tasks = identity.tasks
+        self._submitted: set[asyncio.Task[None]] = set()
         self.draining = False
 
     @status_mapped
@@ -58,8 +65,8 @@ class UdfService:
     ) -> AsyncIterator[pb.ExecuteUdfResponse | bytes]:
         """Responses are messages, or the wire bytes of an ``ipc`` one (see ``add_to_server``)."""
         call = self._begin("ExecuteUdf", context)
-        with self._identity.audited(call):
-            execution = await self._plan(call, request)
+        with self._identity.recorded(call):
+            execution = await self._plan(call, request, asyncio.current_task())
             yield pb.ExecuteUdfResponse(task=pb.TaskInfo(task_id=call.task_id))
             async for item in self._execute(execution, request, call, execution.max_result_bytes):
                 if isinstance(item, TaskSummary):
@@ -74,11 +81,11 @@ class UdfService:
         self, request: pb.ExecuteUdfRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.CallUdfResponse:
         call = self._begin("CallUdf", context)
-        with self._identity.audited(call):
+        with self._identity.recorded(call):
             return await self._call(call, request)
 
     async def _call(self, call: Call, request: pb.ExecuteUdfRequest) -> pb.CallUdfResponse:
-        execution = await self._plan(call, request)
+        execution = await self._plan(call, request, asyncio.current_task())
         limit = min(execution.max_result_bytes, self._config.max_unary_result_bytes)
         reply, pieces = pb.CallUdfResponse(task_id=call.task_id), []
         try:
@@ -96,6 +103,35 @@ class UdfService:
         reply.ipc = b"".join(pieces)
         return reply
 
+    @unary_status_mapped
+    async def SubmitUdf(
+        self, request: pb.ExecuteUdfRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.Task:
+        """Validate now, run in the background, store the result."""
+        call = self._begin("SubmitUdf", context)
+        with self._identity.recorded(call):
+            execution = await self._plan(call, request, None, store=True)
+        call.tracked = False  # the background run gives the task its final state
+        runner = asyncio.get_running_loop().create_task(self._background(call, execution, request))
+        self._tasks.attach(call.task_id, runner)
+        self._submitted.add(runner)
+        runner.add_done_callback(self._submitted.discard)
+        return task_message(self._tasks.get(call.principal, call.task_id))
+
+    async def _background(
+        self, call: Call, execution: Execution, request: pb.ExecuteUdfRequest
+    ) -> None:
+        call.tracked = True
+        with contextlib.suppress(Exception), self._identity.recorded(call):
+            async for _ in self._execute(execution, request, call, execution.max_result_bytes):
+                pass
+
+    async def drain(self, grace: float) -> None:
+        """Give submitted tasks ``grace`` seconds, then cancel (and record) the rest."""
+        if self._submitted:
+            await asyncio.wait(set(self._submitted), timeout=grace)
+        await self._tasks.cancel_all("the server shut down before the task finished")
+
     def _begin(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> Call:
         """Name the task (in the trailing metadata too) and authenticate the caller."""
         task_id = uuid.uuid4().hex
@@ -106,8 +142,16 @@ class UdfService:
         principal.require("run")
         return Call(task_id, method, principal)
 
-    async def _plan(self, call: Call, request: pb.ExecuteUdfRequest) -> Execution:
-        """Validate the request, resolving a registered UDF the caller may run."""
+    async def _plan(
+        self,
+        call: Call,
+        request: pb.ExecuteUdfRequest,
+        runner: asyncio.Task[Any] | None,
+        *,
+        store: bool = False,
+    ) -> Execution:
+        """Validate the request (resolving a registered UDF the caller may run and results
+        passed by reference), then create its task, QUEUED."""
         if (
             request.arrays
             or any(a.HasField("array") for a in request.args)
@@ -119,10 +163,48 @@ class UdfService:
             registered = await asyncio.to_thread(
                 self._identity.registry.resolve, call.principal, request.udf.registered
             )
-            call.udf = registered.ref
         execution = plan_execution(request, self._config, registered)
-        call.code = execution.task.udf
+        execution = await self._with_stored_results(call, request, execution)
+        call.udf = (
+            registered.ref if registered else f"sha256:{sha256(execution.task.udf).hexdigest()}"
+        )
+        store = store or request.options.store_result
+        ttl = self._tasks.ttl(request.options.result_ttl.ToNanoseconds() / 1e9) if store else 0.0
+        record = self._tasks.new_record(call.task_id, call.principal, call.method, call.udf, ttl)
+        if store:
+            settings = self._tasks.settings
+            call.sink = await ResultSink.open(
+                self._identity.store, settings.results_dir, record, settings.quota_bytes
+            )
+        self._tasks.create(record, runner)
+        call.tracked = True
         return execution
+
+    async def _with_stored_results(
+        self, call: Call, request: pb.ExecuteUdfRequest, execution: Execution
+    ) -> Execution:
+        """Put the bytes of results passed by reference (``Argument.stored_result``) in place."""
+        named = [
+            (i, a.stored_result) for i, a in enumerate(request.args) if a.HasField("stored_result")
+        ]
+        keyed = [
+            (k, a.stored_result) for k, a in request.kwargs.items() if a.HasField("stored_result")
+        ]
+        if not named and not keyed:
+            return execution
+        limit = self._config.array_memory_budget
+
+        def load(task_id: str) -> ArgSpec:
+            task = self._tasks.get(call.principal, task_id)
+            return ArgSpec("arrow", read_whole(task, limit))
+
+        args, kwargs = list(execution.task.args), dict(execution.task.kwargs)
+        for i, task_id in named:
+            args[i] = await asyncio.to_thread(load, task_id)
+        for key, task_id in keyed:
+            kwargs[key] = await asyncio.to_thread(load, task_id)
+        task = dataclasses.replace(execution.task, args=tuple(args), kwargs=tuple(kwargs.items()))
+        return dataclasses.replace(execution, task=task)
 
     async def _execute(
         self, execution: Execution, request: pb.ExecuteUdfRequest, call: Call, limit: int
@@ -133,7 +215,14 @@ class UdfService:
         staged = StagedArrays(self._catalog, self._config, access)
         call.arrays = staged.names
         try:
-            async for item in self._run(execution, request, staged, call.principal, limit):
+            async for item in self._run(execution, request, staged, call, limit):
+                if isinstance(item, bytes):
+                    if call.sink is not None:
+                        await call.sink.write(item)
+                elif isinstance(item, TaskSummary):
+                    call.summary = item
+                else:
+                    call.logs = item
                 yield item
         except TimeoutError:
             raise ServiceError(
@@ -150,7 +239,7 @@ class UdfService:
         execution: Execution,
         request: pb.ExecuteUdfRequest,
         staged: StagedArrays,
-        principal: Principal,
+        call: Call,
         limit: int,
     ) -> AsyncIterator[bytes | TaskLogs | TaskSummary]:
         """Read the arrays, lease a worker, relay its frames; TimeoutError past the deadline."""
@@ -160,7 +249,8 @@ class UdfService:
         sent = 0
         custom_memory = execution.memory_bytes != 0
         # Workers are reused only within one namespace (the caller's own).
-        async with self._pool.lease(principal.namespace, fresh=custom_memory) as worker:
+        async with self._pool.lease(call.principal.namespace, fresh=custom_memory) as worker:
+            self._tasks.started(call.task_id)
             await self._pool.limit(worker, execution.memory_bytes)
             frames = worker.run(task, staged.provide)
             # The deadline covers the worker, not time spent waiting on a slow reader.
@@ -172,9 +262,10 @@ class UdfService:
                 yield item
 
 
-def add_to_server(service: UdfService, server: grpc.aio.Server) -> None:
+def add_to_server(service: UdfService, queries: TaskQueries, server: grpc.aio.Server) -> None:
     """Register the service like the generated ``add_UdfServiceServicer_to_server``, except that
-    ExecuteUdf's serializer passes prebuilt wire bytes through (result pieces skip protobuf)."""
+    ExecuteUdf's serializer passes prebuilt wire bytes through (result pieces skip protobuf) and
+    the task queries are served by their own object."""
     requests = pb.ExecuteUdfRequest.FromString
     handlers = {
         "ExecuteUdf": grpc.unary_stream_rpc_method_handler(
@@ -185,6 +276,12 @@ def add_to_server(service: UdfService, server: grpc.aio.Server) -> None:
             request_deserializer=requests,
             response_serializer=pb.CallUdfResponse.SerializeToString,
         ),
+        "SubmitUdf": grpc.unary_unary_rpc_method_handler(
+            service.SubmitUdf,
+            request_deserializer=requests,
+            response_serializer=pb.Task.SerializeToString,
+        ),
+        **queries.handlers(),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     server.add_registered_method_handlers(SERVICE, handlers)  # type: ignore[attr-defined]

@@ -61,16 +61,18 @@ class SourceUdf(_message.Message):
     def __init__(self, text: _Optional[str] = ..., entry_point: _Optional[str] = ...) -> None: ...
 
 class Argument(_message.Message):
-    __slots__ = ("json", "arrow_ipc", "pickled", "array")
+    __slots__ = ("json", "arrow_ipc", "pickled", "array", "stored_result")
     JSON_FIELD_NUMBER: _ClassVar[int]
     ARROW_IPC_FIELD_NUMBER: _ClassVar[int]
     PICKLED_FIELD_NUMBER: _ClassVar[int]
     ARRAY_FIELD_NUMBER: _ClassVar[int]
+    STORED_RESULT_FIELD_NUMBER: _ClassVar[int]
     json: str
     arrow_ipc: bytes
     pickled: PickledValue
     array: ArrayInput
-    def __init__(self, json: _Optional[str] = ..., arrow_ipc: _Optional[bytes] = ..., pickled: _Optional[_Union[PickledValue, _Mapping]] = ..., array: _Optional[_Union[ArrayInput, _Mapping]] = ...) -> None: ...
+    stored_result: str
+    def __init__(self, json: _Optional[str] = ..., arrow_ipc: _Optional[bytes] = ..., pickled: _Optional[_Union[PickledValue, _Mapping]] = ..., array: _Optional[_Union[ArrayInput, _Mapping]] = ..., stored_result: _Optional[str] = ...) -> None: ...
 
 class ArrayInput(_message.Message):
     __slots__ = ("uri", "ranges", "attributes", "layout", "condition", "batched")
@@ -117,7 +119,7 @@ class Scalar(_message.Message):
     def __init__(self, int64_value: _Optional[int] = ..., uint64_value: _Optional[int] = ..., double_value: _Optional[float] = ..., string_value: _Optional[str] = ..., datetime_value: _Optional[str] = ...) -> None: ...
 
 class ExecutionOptions(_message.Message):
-    __slots__ = ("timeout", "max_chunk_bytes", "compression", "max_result_bytes", "memory_bytes", "cpu_time", "max_log_bytes")
+    __slots__ = ("timeout", "max_chunk_bytes", "compression", "max_result_bytes", "memory_bytes", "cpu_time", "max_log_bytes", "store_result", "result_ttl")
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     MAX_CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
     COMPRESSION_FIELD_NUMBER: _ClassVar[int]
@@ -125,6 +127,8 @@ class ExecutionOptions(_message.Message):
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     CPU_TIME_FIELD_NUMBER: _ClassVar[int]
     MAX_LOG_BYTES_FIELD_NUMBER: _ClassVar[int]
+    STORE_RESULT_FIELD_NUMBER: _ClassVar[int]
+    RESULT_TTL_FIELD_NUMBER: _ClassVar[int]
     timeout: _duration_pb2.Duration
     max_chunk_bytes: int
     compression: Compression
@@ -132,4 +136,6 @@ class ExecutionOptions(_message.Message):
     memory_bytes: int
     cpu_time: _duration_pb2.Duration
     max_log_bytes: int
-    def __init__(self, timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_chunk_bytes: _Optional[int] = ..., compression: _Optional[_Union[Compression, str]] = ..., max_result_bytes: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., cpu_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_log_bytes: _Optional[int] = ...) -> None: ...
+    store_result: bool
+    result_ttl: _duration_pb2.Duration
+    def __init__(self, timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_chunk_bytes: _Optional[int] = ..., compression: _Optional[_Union[Compression, str]] = ..., max_result_bytes: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., cpu_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_log_bytes: _Optional[int] = ..., store_result: _Optional[bool] = ..., result_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...

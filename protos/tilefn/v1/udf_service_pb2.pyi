@@ -1,14 +1,121 @@
 import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from tilefn.v1 import udf_pb2 as _udf_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class TaskStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TASK_STATUS_UNSPECIFIED: _ClassVar[TaskStatus]
+    TASK_STATUS_QUEUED: _ClassVar[TaskStatus]
+    TASK_STATUS_RUNNING: _ClassVar[TaskStatus]
+    TASK_STATUS_SUCCEEDED: _ClassVar[TaskStatus]
+    TASK_STATUS_FAILED: _ClassVar[TaskStatus]
+    TASK_STATUS_CANCELLED: _ClassVar[TaskStatus]
+TASK_STATUS_UNSPECIFIED: TaskStatus
+TASK_STATUS_QUEUED: TaskStatus
+TASK_STATUS_RUNNING: TaskStatus
+TASK_STATUS_SUCCEEDED: TaskStatus
+TASK_STATUS_FAILED: TaskStatus
+TASK_STATUS_CANCELLED: TaskStatus
+
+class Task(_message.Message):
+    __slots__ = ("task_id", "namespace", "method", "udf", "arrays", "status", "created_at", "started_at", "finished_at", "cpu_time", "peak_memory_bytes", "result_bytes", "rows", "error_reason", "error_message", "result_stored", "result_expires_at")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    UDF_FIELD_NUMBER: _ClassVar[int]
+    ARRAYS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    CPU_TIME_FIELD_NUMBER: _ClassVar[int]
+    PEAK_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RESULT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_REASON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RESULT_STORED_FIELD_NUMBER: _ClassVar[int]
+    RESULT_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    namespace: str
+    method: str
+    udf: str
+    arrays: _containers.RepeatedScalarFieldContainer[str]
+    status: TaskStatus
+    created_at: _timestamp_pb2.Timestamp
+    started_at: _timestamp_pb2.Timestamp
+    finished_at: _timestamp_pb2.Timestamp
+    cpu_time: _duration_pb2.Duration
+    peak_memory_bytes: int
+    result_bytes: int
+    rows: int
+    error_reason: str
+    error_message: str
+    result_stored: bool
+    result_expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, task_id: _Optional[str] = ..., namespace: _Optional[str] = ..., method: _Optional[str] = ..., udf: _Optional[str] = ..., arrays: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cpu_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., peak_memory_bytes: _Optional[int] = ..., result_bytes: _Optional[int] = ..., rows: _Optional[int] = ..., error_reason: _Optional[str] = ..., error_message: _Optional[str] = ..., result_stored: _Optional[bool] = ..., result_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetTaskRequest(_message.Message):
+    __slots__ = ("task_id",)
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    def __init__(self, task_id: _Optional[str] = ...) -> None: ...
+
+class ListTasksRequest(_message.Message):
+    __slots__ = ("status", "created_after", "udf", "namespace", "page_size", "page_token")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AFTER_FIELD_NUMBER: _ClassVar[int]
+    UDF_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    status: TaskStatus
+    created_after: _timestamp_pb2.Timestamp
+    udf: str
+    namespace: str
+    page_size: int
+    page_token: str
+    def __init__(self, status: _Optional[_Union[TaskStatus, str]] = ..., created_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., udf: _Optional[str] = ..., namespace: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListTasksResponse(_message.Message):
+    __slots__ = ("tasks", "next_page_token")
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[Task]
+    next_page_token: str
+    def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class CancelTaskRequest(_message.Message):
+    __slots__ = ("task_id",)
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    def __init__(self, task_id: _Optional[str] = ...) -> None: ...
+
+class FetchResultRequest(_message.Message):
+    __slots__ = ("task_id", "max_chunk_bytes")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    max_chunk_bytes: int
+    def __init__(self, task_id: _Optional[str] = ..., max_chunk_bytes: _Optional[int] = ...) -> None: ...
+
+class GetTaskLogsRequest(_message.Message):
+    __slots__ = ("task_id", "follow")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    follow: bool
+    def __init__(self, task_id: _Optional[str] = ..., follow: _Optional[bool] = ...) -> None: ...
 
 class CallUdfResponse(_message.Message):
     __slots__ = ("task_id", "ipc", "logs", "summary")

@@ -45,6 +45,36 @@ class UdfServiceStub:
                 request_serializer=tilefn_dot_v1_dot_udf__service__pb2.ExecuteUdfRequest.SerializeToString,
                 response_deserializer=tilefn_dot_v1_dot_udf__service__pb2.CallUdfResponse.FromString,
                 _registered_method=True)
+        self.SubmitUdf = channel.unary_unary(
+                '/tilefn.v1.UdfService/SubmitUdf',
+                request_serializer=tilefn_dot_v1_dot_udf__service__pb2.ExecuteUdfRequest.SerializeToString,
+                response_deserializer=tilefn_dot_v1_dot_udf__service__pb2.Task.FromString,
+                _registered_method=True)
+        self.GetTask = channel.unary_unary(
+                '/tilefn.v1.UdfService/GetTask',
+                request_serializer=tilefn_dot_v1_dot_udf__service__pb2.GetTaskRequest.SerializeToString,
+                response_deserializer=tilefn_dot_v1_dot_udf__service__pb2.Task.FromString,
+                _registered_method=True)
+        self.ListTasks = channel.unary_unary(
+                '/tilefn.v1.UdfService/ListTasks',
+                request_serializer=tilefn_dot_v1_dot_udf__service__pb2.ListTasksRequest.SerializeToString,
+                response_deserializer=tilefn_dot_v1_dot_udf__service__pb2.ListTasksResponse.FromString,
+                _registered_method=True)
+        self.CancelTask = channel.unary_unary(
+                '/tilefn.v1.UdfService/CancelTask',
+                request_serializer=tilefn_dot_v1_dot_udf__service__pb2.CancelTaskRequest.SerializeToString,
+                response_deserializer=tilefn_dot_v1_dot_udf__service__pb2.Task.FromString,
+                _registered_method=True)
+        self.FetchResult = channel.unary_stream(
+                '/tilefn.v1.UdfService/FetchResult',
+                request_serializer=tilefn_dot_v1_dot_udf__service__pb2.FetchResultRequest.SerializeToString,
+                response_deserializer=tilefn_dot_v1_dot_udf__service__pb2.ExecuteUdfResponse.FromString,
+                _registered_method=True)
+        self.GetTaskLogs = channel.unary_unary(
+                '/tilefn.v1.UdfService/GetTaskLogs',
+                request_serializer=tilefn_dot_v1_dot_udf__service__pb2.GetTaskLogsRequest.SerializeToString,
+                response_deserializer=tilefn_dot_v1_dot_udf__service__pb2.TaskLogs.FromString,
+                _registered_method=True)
 
 
 class UdfServiceServicer:
@@ -74,6 +104,53 @@ class UdfServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitUdf(self, request, context):
+        """Queues a UDF and returns its task at once, without waiting for it to run.
+        The result is stored (ExecutionOptions.store_result is implied) and
+        fetched with FetchResult; follow the task with GetTask.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTask(self, request, context):
+        """Returns one task of the caller's namespaces.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTasks(self, request, context):
+        """Lists the caller's tasks, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelTask(self, request, context):
+        """Stops a queued or running task (its worker is killed). A task that has
+        already ended is returned unchanged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FetchResult(self, request, context):
+        """Streams a stored result in ExecuteUdf's format: the task, then the Arrow
+        IPC stream in pieces, then the summary.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTaskLogs(self, request, context):
+        """Returns what a task's UDF printed. With `follow`, waits for a running
+        task to end first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UdfServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -86,6 +163,36 @@ def add_UdfServiceServicer_to_server(servicer, server):
                     servicer.CallUdf,
                     request_deserializer=tilefn_dot_v1_dot_udf__service__pb2.ExecuteUdfRequest.FromString,
                     response_serializer=tilefn_dot_v1_dot_udf__service__pb2.CallUdfResponse.SerializeToString,
+            ),
+            'SubmitUdf': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitUdf,
+                    request_deserializer=tilefn_dot_v1_dot_udf__service__pb2.ExecuteUdfRequest.FromString,
+                    response_serializer=tilefn_dot_v1_dot_udf__service__pb2.Task.SerializeToString,
+            ),
+            'GetTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTask,
+                    request_deserializer=tilefn_dot_v1_dot_udf__service__pb2.GetTaskRequest.FromString,
+                    response_serializer=tilefn_dot_v1_dot_udf__service__pb2.Task.SerializeToString,
+            ),
+            'ListTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTasks,
+                    request_deserializer=tilefn_dot_v1_dot_udf__service__pb2.ListTasksRequest.FromString,
+                    response_serializer=tilefn_dot_v1_dot_udf__service__pb2.ListTasksResponse.SerializeToString,
+            ),
+            'CancelTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelTask,
+                    request_deserializer=tilefn_dot_v1_dot_udf__service__pb2.CancelTaskRequest.FromString,
+                    response_serializer=tilefn_dot_v1_dot_udf__service__pb2.Task.SerializeToString,
+            ),
+            'FetchResult': grpc.unary_stream_rpc_method_handler(
+                    servicer.FetchResult,
+                    request_deserializer=tilefn_dot_v1_dot_udf__service__pb2.FetchResultRequest.FromString,
+                    response_serializer=tilefn_dot_v1_dot_udf__service__pb2.ExecuteUdfResponse.SerializeToString,
+            ),
+            'GetTaskLogs': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTaskLogs,
+                    request_deserializer=tilefn_dot_v1_dot_udf__service__pb2.GetTaskLogsRequest.FromString,
+                    response_serializer=tilefn_dot_v1_dot_udf__service__pb2.TaskLogs.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -143,6 +250,168 @@ class UdfService:
             '/tilefn.v1.UdfService/CallUdf',
             tilefn_dot_v1_dot_udf__service__pb2.ExecuteUdfRequest.SerializeToString,
             tilefn_dot_v1_dot_udf__service__pb2.CallUdfResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitUdf(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tilefn.v1.UdfService/SubmitUdf',
+            tilefn_dot_v1_dot_udf__service__pb2.ExecuteUdfRequest.SerializeToString,
+            tilefn_dot_v1_dot_udf__service__pb2.Task.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tilefn.v1.UdfService/GetTask',
+            tilefn_dot_v1_dot_udf__service__pb2.GetTaskRequest.SerializeToString,
+            tilefn_dot_v1_dot_udf__service__pb2.Task.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tilefn.v1.UdfService/ListTasks',
+            tilefn_dot_v1_dot_udf__service__pb2.ListTasksRequest.SerializeToString,
+            tilefn_dot_v1_dot_udf__service__pb2.ListTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tilefn.v1.UdfService/CancelTask',
+            tilefn_dot_v1_dot_udf__service__pb2.CancelTaskRequest.SerializeToString,
+            tilefn_dot_v1_dot_udf__service__pb2.Task.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchResult(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tilefn.v1.UdfService/FetchResult',
+            tilefn_dot_v1_dot_udf__service__pb2.FetchResultRequest.SerializeToString,
+            tilefn_dot_v1_dot_udf__service__pb2.ExecuteUdfResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTaskLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tilefn.v1.UdfService/GetTaskLogs',
+            tilefn_dot_v1_dot_udf__service__pb2.GetTaskLogsRequest.SerializeToString,
+            tilefn_dot_v1_dot_udf__service__pb2.TaskLogs.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,182 @@
+"""UdfService's task methods: GetTask, ListTasks, CancelTask, FetchResult, GetTaskLogs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from google.protobuf import duration_pb2
+
+from tilefn.v1 import udf_service_pb2 as pb
+
+from ._admin_service import timestamp
+from ._config import DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES
+from ._identity import Identity
+from ._results import read_pieces, stored_file
+from ._status import R, ServiceError, status_mapped, unary_status_mapped
+from ._store import TaskQuery, TaskRecord
+
+Context = grpc.aio.ServicerContext[Any, Any]
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+STATUSES = {
+    pb.TASK_STATUS_QUEUED: "QUEUED",
+    pb.TASK_STATUS_RUNNING: "RUNNING",
+    pb.TASK_STATUS_SUCCEEDED: "SUCCEEDED",
+    pb.TASK_STATUS_FAILED: "FAILED",
+    pb.TASK_STATUS_CANCELLED: "CANCELLED",
+}
+STATUS_VALUES = {name: value for value, name in STATUSES.items()}
+
+
+class TaskQueries:
+    """Finds, lists, cancels tasks and serves their stored results and logs."""
+
+    def __init__(self, identity: Identity) -> None:
+        self._identity = identity
+        self._tasks = identity.tasks
+
+    def handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+        def unary(method: Any, request: Any, response: Any) -> grpc.RpcMethodHandler[Any, Any]:
+            return grpc.unary_unary_rpc_method_handler(
+                method,
+                request_deserializer=request.FromString,
+                response_serializer=response.SerializeToString,
+            )
+
+        return {
+            "GetTask": unary(self.GetTask, pb.GetTaskRequest, pb.Task),
+            "ListTasks": unary(self.ListTasks, pb.ListTasksRequest, pb.ListTasksResponse),
+            "CancelTask": unary(self.CancelTask, pb.CancelTaskRequest, pb.Task),
+            "GetTaskLogs": unary(self.GetTaskLogs, pb.GetTaskLogsRequest, pb.TaskLogs),
+            "FetchResult": grpc.unary_stream_rpc_method_handler(
+                self.FetchResult,
+                request_deserializer=pb.FetchResultRequest.FromString,
+                response_serializer=pb.ExecuteUdfResponse.SerializeToString,
+            ),
+        }
+
+    def _find(self, task_id: str, context: Context) -> TaskRecord:
+        principal = self._identity.auth.principal(context)
+        return self._tasks.get(principal, task_id)
+
+    @unary_status_mapped
+    async def GetTask(self, request: pb.GetTaskRequest, context: Context) -> pb.Task:
+        return task_message(await asyncio.to_thread(self._find, request.task_id, context))
+
+    @unary_status_mapped
+    async def ListTasks(
+        self, request: pb.ListTasksRequest, context: Context
+    ) -> pb.ListTasksResponse:
+        principal = self._identity.auth.principal(context)
+        size = request.page_size or DEFAULT_PAGE
+        if size > MAX_PAGE:
+            raise ServiceError(
+                R.ERROR_REASON_OPTION_INVALID,
+                f"page_size may be at most {MAX_PAGE}",
+                option="page_size",
+            )
+        if request.namespace:
+            namespaces: frozenset[str] | None = frozenset({request.namespace})
+        else:
+            namespaces = None if principal.admin else principal.namespaces
+        query = TaskQuery(
+            namespaces=namespaces,
+            status=STATUSES.get(request.status, ""),
+            created_after=request.created_after.ToNanoseconds() / 1e9,
+            udf=request.udf,
+            before=_page_token(request.page_token),
+            limit=size + 1,
+        )
+        found = await asyncio.to_thread(self._tasks.list, principal, query)
+        page = found[:size]
+        token = f"{page[-1].created_at!r}/{page[-1].task_id}" if len(found) > size else ""
+        return pb.ListTasksResponse(tasks=[task_message(t) for t in page], next_page_token=token)
+
+    @unary_status_mapped
+    async def CancelTask(self, request: pb.CancelTaskRequest, context: Context) -> pb.Task:
+        principal = self._identity.auth.principal(context)
+        self._tasks.cancel(principal, request.task_id)
+        await self._tasks.wait(request.task_id)
+        return task_message(self._tasks.get(principal, request.task_id))
+
+    @unary_status_mapped
+    async def GetTaskLogs(self, request: pb.GetTaskLogsRequest, context: Context) -> pb.TaskLogs:
+        task = self._find(request.task_id, context)
+        if request.follow:
+            await self._tasks.wait(request.task_id)
+            task = self._find(request.task_id, context)
+        return pb.TaskLogs(
+            text=task.logs, total_bytes=task.logs_total, truncated=task.logs_truncated
+        )
+
+    @status_mapped
+    async def FetchResult(
+        self, request: pb.FetchResultRequest, context: Context
+    ) -> AsyncIterator[pb.ExecuteUdfResponse]:
+        task = await asyncio.to_thread(self._find, request.task_id, context)
+        size = request.max_chunk_bytes or DEFAULT_CHUNK_BYTES
+        if not MIN_CHUNK_BYTES <= size <= MAX_CHUNK_BYTES:
+            raise ServiceError(
+                R.ERROR_REASON_OPTION_INVALID,
+                f"max_chunk_bytes must be between {MIN_CHUNK_BYTES} and {MAX_CHUNK_BYTES}",
+                option="max_chunk_bytes",
+            )
+        path = stored_file(task)
+        yield pb.ExecuteUdfResponse(task=pb.TaskInfo(task_id=task.task_id))
+        async for piece in read_pieces(path, size):
+            yield pb.ExecuteUdfResponse(ipc=piece)
+        yield pb.ExecuteUdfResponse(
+            summary=pb.ExecutionSummary(
+                task_id=task.task_id,
+                rows=task.rows,
+                ipc_bytes=task.result_bytes,
+                cpu_time=_duration(task.cpu_seconds),
+                peak_memory_bytes=task.peak_memory_bytes,
+            )
+        )
+
+
+def _page_token(token: str) -> tuple[float, str] | None:
+    if not token:
+        return None
+    created, _, task_id = token.partition("/")
+    try:
+        return float(created), task_id
+    except ValueError:
+        raise ServiceError(
+            R.ERROR_REASON_OPTION_INVALID,
+            "page_token is not one this server gave",
+            option="page_token",
+        ) from None
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    duration = duration_pb2.Duration()
+    duration.FromNanoseconds(int(seconds * 1e9))
+    return duration
+
+
+def task_message(task: TaskRecord) -> pb.Task:
+    """The Task message of a record."""
+    return pb.Task(
+        task_id=task.task_id,
+        namespace=task.namespace,
+        method=task.method,
+        udf=task.udf,
+        arrays=task.arrays,
+        status=STATUS_VALUES[task.status],
+        created_at=timestamp(task.created_at),
+        started_at=timestamp(task.started_at),
+        finished_at=timestamp(task.finished_at),
+        cpu_time=_duration(task.cpu_seconds),
+        peak_memory_bytes=task.peak_memory_bytes,
+        result_bytes=task.result_bytes,
+        rows=task.rows,
+        error_reason=task.error_reason,
+        error_message=task.error_message,
+        result_stored=bool(task.result_path),
+        result_expires_at=timestamp(task.result_expires_at) if task.result_path else None,
+    )

@@ -1,0 +1,224 @@
+"""Tasks: every execution's record, its stored result, and what happens to both over time.
+
+A task is created QUEUED once its request is valid, turns RUNNING when a worker takes it, and
+ends SUCCEEDED, FAILED or CANCELLED. States are kept in memory while the task lives and written
+to the store in batches (``_writer``). Stored results are Arrow IPC stream files under
+``results_dir/<namespace>/``, written as the result streams, kept until their time-to-live
+ends, counted against a per-namespace quota.
+
+Nothing is lost or left hanging: each task records the server process that owns it; at start a
+server marks FAILED (``ERROR_REASON_SERVER_RESTARTED``) every unfinished task whose owner
+process on this host is gone, so a crash never leaves a task RUNNING forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._auth import Principal
+from ._status import R, ServiceError
+from ._store import FINAL_STATES, Store, TaskQuery, TaskRecord, TaskStatus
+from ._writer import StoreWriter
+
+HOST = socket.gethostname()
+
+
+def _start_ticks(pid: int) -> str:
+    """A process's start time (clock ticks since boot): with the pid, unique on this host."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat[stat.rindex(")") + 2 :].split()[19]
+
+
+#: This server process, as task owners are recorded.
+OWNER = f"{HOST}:{os.getpid()}:{_start_ticks(os.getpid())}"
+
+
+def owner_alive(owner: str) -> bool:
+    """Whether the process that owns a task still runs (other hosts' owners count as alive:
+    only a shared store with heartbeats could tell)."""
+    host, pid, start = owner.rsplit(":", 2)
+    if host != HOST:
+        return True
+    return _start_ticks(int(pid)) == start
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """How long results are kept and how much a namespace may keep."""
+
+    results_dir: Path
+    default_ttl: float = 86400.0
+    max_ttl: float = 30 * 86400.0
+    quota_bytes: int = 10 << 30
+
+
+@dataclass
+class LiveTask:
+    """A task this process is running: its latest record and how to stop it."""
+
+    record: TaskRecord
+    runner: asyncio.Task[Any] | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Tasks:
+    """Creates, updates, finds, lists and cancels tasks; keeps stored results tidy."""
+
+    def __init__(self, store: Store, writer: StoreWriter, settings: TaskSettings) -> None:
+        self._store = store
+        self._writer = writer
+        self.settings = settings
+        self._live: dict[str, LiveTask] = {}
+
+    # lifecycle
+
+    def new_record(
+        self, task_id: str, principal: Principal, method: str, udf: str, ttl: float
+    ) -> TaskRecord:
+        """A QUEUED task's record; ``ttl`` > 0 means its result will be stored that long."""
+        now = time.time()
+        return TaskRecord(
+            task_id=task_id,
+            namespace=principal.namespace,
+            token_id=principal.token_id,
+            method=method,
+            udf=udf,
+            arrays=(),
+            status="QUEUED",
+            owner=OWNER,
+            created_at=now,
+            result_expires_at=now + ttl if ttl else None,
+        )
+
+    def create(self, record: TaskRecord, runner: asyncio.Task[Any] | None) -> None:
+        self._live[record.task_id] = LiveTask(record, runner)
+        self._writer.save_task(record)
+
+    def attach(self, task_id: str, runner: asyncio.Task[Any]) -> None:
+        """Name the asyncio task that runs a (submitted) task, so that it can be cancelled."""
+        if task_id in self._live:
+            self._live[task_id].runner = runner
+
+    def update(self, task_id: str, **changes: object) -> TaskRecord:
+        live = self._live[task_id]
+        live.record = dataclasses.replace(live.record, **changes)  # type: ignore[arg-type]
+        self._writer.save_task(live.record)
+        return live.record
+
+    def started(self, task_id: str) -> None:
+        if task_id in self._live:
+            self.update(task_id, status="RUNNING", started_at=time.time())
+
+    def finish(self, task_id: str, status: TaskStatus, **changes: object) -> None:
+        """Record the final state and wake whoever waits for it."""
+        if task_id not in self._live:
+            return
+        self.update(task_id, status=status, finished_at=time.time(), **changes)
+        self._live.pop(task_id).done.set()
+
+    # queries
+
+    def get(self, principal: Principal, task_id: str) -> TaskRecord:
+        """The task, if the caller may see it (their namespaces, or any for admins)."""
+        live = self._live.get(task_id)
+        record = live.record if live else self._writer.pending_task(task_id)
+        if record is None:
+            record = self._store.task(task_id)
+        if record is None or not principal.member_of(record.namespace):
+            raise ServiceError(
+                R.ERROR_REASON_TASK_NOT_FOUND, f"no task {task_id[:64]!r} is visible to you",
+                task_id=task_id[:64],
+            )  # fmt: skip
+        return record
+
+    def list(self, principal: Principal, query: TaskQuery) -> list[TaskRecord]:
+        foreign = query.namespaces is not None and not query.namespaces <= principal.namespaces
+        if foreign and not principal.admin:
+            return []
+        self._writer.flush()  # what this process knows is in the store before it is queried
+        return self._store.tasks(query)
+
+    async def wait(self, task_id: str) -> None:
+        """Return once the task (run by this process) has ended."""
+        live = self._live.get(task_id)
+        if live is not None:
+            await live.done.wait()
+
+    def cancel(self, principal: Principal, task_id: str) -> TaskRecord:
+        """Stop a queued or running task of this process; an ended one is returned as it is."""
+        record = self.get(principal, task_id)
+        live = self._live.get(task_id)
+        if record.status in FINAL_STATES or live is None:
+            return record
+        if live.runner is not None:
+            live.runner.cancel()
+        return record
+
+    async def cancel_all(self, reason: str) -> None:
+        """Cancel every task still running (the shutdown grace has ended) and wait for them."""
+        runners = [live.runner for live in self._live.values() if live.runner is not None]
+        for runner in runners:
+            runner.cancel(reason)
+        await asyncio.gather(*runners, return_exceptions=True)
+
+    # recovery and expiry
+
+    def recover(self) -> int:
+        """Fail the unfinished tasks of server processes that are gone; return how many."""
+        orphans = [t for t in self._store.unfinished_tasks() if not owner_alive(t.owner)]
+        now = time.time()
+        failed = [
+            dataclasses.replace(
+                t,
+                status="FAILED",
+                finished_at=now,
+                error_reason=R.Name(R.ERROR_REASON_SERVER_RESTARTED),
+                error_message="the server running this task stopped before it finished",
+                result_path="",
+            )
+            for t in orphans
+        ]
+        for task in orphans:
+            partial(Path(self.settings.results_dir), task).unlink(missing_ok=True)
+        if failed:
+            self._store.save_tasks(failed)
+        return len(failed)
+
+    def sweep(self) -> int:
+        """Delete the stored results whose time-to-live has ended; return how many."""
+        expired = self._store.expired_results(time.time())
+        for task in expired:
+            with contextlib.suppress(FileNotFoundError):
+                Path(task.result_path).unlink()
+        if expired:
+            self._store.save_tasks([dataclasses.replace(t, result_path="") for t in expired])
+        return len(expired)
+
+    def ttl(self, requested: float) -> float:
+        if requested > self.settings.max_ttl:
+            raise ServiceError(
+                R.ERROR_REASON_OPTION_INVALID,
+                f"result_ttl may be at most {self.settings.max_ttl:g} s",
+                option="result_ttl",
+            )
+        return requested or self.settings.default_ttl
+
+
+def result_path(results_dir: Path, task: TaskRecord) -> Path:
+    return results_dir / task.namespace / f"{task.task_id}.arrows"
+
+
+def partial(results_dir: Path, task: TaskRecord) -> Path:
+    """Where a result is written until it is complete."""
+    return results_dir / task.namespace / f"{task.task_id}.partial"
