@@ -31,6 +31,7 @@ from ._exceptions import (
 from ._registry import UdfInfo
 from ._request import Options, Registered, Source
 from ._result import AsyncResultStream, Logs, ResultStream, Summary
+from ._tasks import StoredResult, TaskFailedError, TaskHandle, TaskInfo
 
 __all__ = [
     "AlreadyExistsError",
@@ -52,7 +53,11 @@ __all__ = [
     "ResourceExhaustedError",
     "ResultStream",
     "Source",
+    "StoredResult",
     "Summary",
+    "TaskFailedError",
+    "TaskHandle",
+    "TaskInfo",
     "TilefnError",
     "UdfError",
     "UdfInfo",

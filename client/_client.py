@@ -28,6 +28,7 @@ from ._exceptions import from_rpc_error
 from ._registry_calls import AsyncRegistryCalls, RegistryCalls
 from ._request import Options, Udf, build_request
 from ._result import AsyncResultStream, ResultStream, decode_ipc
+from ._task_calls import TaskCalls
 
 DEFAULT_CHANNEL_OPTIONS: ChannelOptions = (("grpc.max_receive_message_length", 16 << 20),)
 #: Seconds a registry or catalog call may take.
@@ -84,7 +85,7 @@ class _ClientBase:
         return array_service_pb2.GetArraySchemaRequest(uri=array)
 
 
-class Client(RegistryCalls, _ClientBase):
+class Client(TaskCalls, RegistryCalls, _ClientBase):
     """A synchronous tilefn client.
 
     >>> with Client("127.0.0.1:50051") as client:

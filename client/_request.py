@@ -23,6 +23,7 @@ from tilefn import codec
 from tilefn.v1 import udf_pb2, udf_service_pb2
 
 from ._arrays import ArrayRead
+from ._tasks import StoredResult
 
 #: A string that is a registered UDF's name (source text never looks like this).
 REGISTERED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*(@\S+)?\Z")
@@ -71,6 +72,11 @@ class Options:
     cpu_time: float | None = None
     #: Bytes of the UDF's printed output to keep (the last ones); 0 means the server default.
     max_log_bytes: int = 0
+    #: Keep the result on the server (``fetch``, or pass it on with ``StoredResult``); submitted
+    #: tasks always keep theirs.
+    store_result: bool = False
+    #: Seconds a stored result is kept; None means the server default (24 h).
+    result_ttl: float | None = None
 
     def deadline(self) -> float | None:
         """The gRPC deadline: a margin past the UDF timeout so the server's own error wins."""
@@ -101,6 +107,9 @@ def build_request(
         execution.timeout.FromTimedelta(timedelta(seconds=options.timeout))
     if options.cpu_time is not None:
         execution.cpu_time.FromTimedelta(timedelta(seconds=options.cpu_time))
+    execution.store_result = options.store_result
+    if options.result_ttl is not None:
+        execution.result_ttl.FromTimedelta(timedelta(seconds=options.result_ttl))
     return udf_service_pb2.ExecuteUdfRequest(
         udf=udf_spec(fn),
         args=[encode_argument(a) for a in args],
@@ -132,6 +141,8 @@ def encode_argument(value: Any) -> udf_pb2.Argument:
     """Encode one argument: Arrow for arrays and tables, JSON for plain data, else a pickle."""
     if isinstance(value, ArrayRead):
         return udf_pb2.Argument(array=value.to_proto())
+    if isinstance(value, StoredResult):
+        return udf_pb2.Argument(stored_result=value.task_id)
     if _is_arrow_value(value):
         try:
             return udf_pb2.Argument(arrow_ipc=codec.to_ipc(value))

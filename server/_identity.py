@@ -37,6 +37,8 @@ class Call:
     sink: ResultSink | None = None
     summary: TaskSummary | None = None
     logs: TaskLogs | None = None
+    #: Set when a block hands the execution on (SubmitUdf's background run records it).
+    handed_off: bool = False
 
 
 @dataclass
@@ -82,23 +84,34 @@ class Identity:
             error = exc if isinstance(exc, ServiceError) else to_service_error(exc)
             raise
         finally:
-            outcome = "CANCELLED" if cancelled else error.code.name if error else "OK"
-            reason = R.Name(error.reason) if error else ""
-            record = AuditRecord(
-                task_id=call.task_id,
-                namespace=call.principal.namespace,
-                token_id=call.principal.token_id,
-                method=call.method,
-                udf=call.udf,
-                arrays=tuple(call.arrays),
-                started_at=started,
-                duration=time.monotonic() - clock,
-                outcome=outcome,
-                reason=reason,
-            )
-            self.writer.add(record)
-            if call.tracked:
-                self._finish(call, error, cancelled)
+            if not (call.handed_off and error is None and not cancelled):
+                self._record(call, started, time.monotonic() - clock, error, cancelled)
+
+    def _record(
+        self,
+        call: Call,
+        started: float,
+        duration: float,
+        error: ServiceError | None,
+        cancelled: bool,
+    ) -> None:
+        outcome = "CANCELLED" if cancelled else error.code.name if error else "OK"
+        reason = R.Name(error.reason) if error else ""
+        record = AuditRecord(
+            task_id=call.task_id,
+            namespace=call.principal.namespace,
+            token_id=call.principal.token_id,
+            method=call.method,
+            udf=call.udf,
+            arrays=tuple(call.arrays),
+            started_at=started,
+            duration=duration,
+            outcome=outcome,
+            reason=reason,
+        )
+        self.writer.add(record)
+        if call.tracked:
+            self._finish(call, error, cancelled)
 
     def _finish(self, call: Call, error: ServiceError | None, cancelled: bool) -> None:
         stored = ""

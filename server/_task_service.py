@@ -58,13 +58,13 @@ class TaskQueries:
             ),
         }
 
-    def _find(self, task_id: str, context: Context) -> TaskRecord:
-        principal = self._identity.auth.principal(context)
-        return self._tasks.get(principal, task_id)
+    async def _find(self, task_id: str, context: Context) -> TaskRecord:
+        principal = self._identity.auth.principal(context)  # on the loop: it may schedule work
+        return await asyncio.to_thread(self._tasks.get, principal, task_id)
 
     @unary_status_mapped
     async def GetTask(self, request: pb.GetTaskRequest, context: Context) -> pb.Task:
-        return task_message(await asyncio.to_thread(self._find, request.task_id, context))
+        return task_message(await self._find(request.task_id, context))
 
     @unary_status_mapped
     async def ListTasks(
@@ -104,10 +104,10 @@ class TaskQueries:
 
     @unary_status_mapped
     async def GetTaskLogs(self, request: pb.GetTaskLogsRequest, context: Context) -> pb.TaskLogs:
-        task = self._find(request.task_id, context)
+        task = await self._find(request.task_id, context)
         if request.follow:
             await self._tasks.wait(request.task_id)
-            task = self._find(request.task_id, context)
+            task = await self._find(request.task_id, context)
         return pb.TaskLogs(
             text=task.logs, total_bytes=task.logs_total, truncated=task.logs_truncated
         )
@@ -116,7 +116,7 @@ class TaskQueries:
     async def FetchResult(
         self, request: pb.FetchResultRequest, context: Context
     ) -> AsyncIterator[pb.ExecuteUdfResponse]:
-        task = await asyncio.to_thread(self._find, request.task_id, context)
+        task = await self._find(request.task_id, context)
         size = request.max_chunk_bytes or DEFAULT_CHUNK_BYTES
         if not MIN_CHUNK_BYTES <= size <= MAX_CHUNK_BYTES:
             raise ServiceError(

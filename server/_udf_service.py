@@ -111,7 +111,7 @@ class UdfService:
         call = self._begin("SubmitUdf", context)
         with self._identity.recorded(call):
             execution = await self._plan(call, request, None, store=True)
-        call.tracked = False  # the background run gives the task its final state
+            call.handed_off = True  # valid: the background run records the rest
         runner = asyncio.get_running_loop().create_task(self._background(call, execution, request))
         self._tasks.attach(call.task_id, runner)
         self._submitted.add(runner)
@@ -121,7 +121,7 @@ class UdfService:
     async def _background(
         self, call: Call, execution: Execution, request: pb.ExecuteUdfRequest
     ) -> None:
-        call.tracked = True
+        call.handed_off = False
         with contextlib.suppress(Exception), self._identity.recorded(call):
             async for _ in self._execute(execution, request, call, execution.max_result_bytes):
                 pass

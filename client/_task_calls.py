@@ -1,0 +1,92 @@
+"""The task methods of the synchronous Client, as a mixin: submit, find, list, cancel, fetch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from tilefn.v1 import udf_service_pb2 as pb
+
+from ._exceptions import from_rpc_error
+from ._request import Udf
+from ._result import Logs, ResultStream
+from ._tasks import STATUS_NAMES, TaskHandle, TaskInfo
+
+STATUS_VALUES = {name: value for value, name in STATUS_NAMES.items()}
+
+
+class TaskCalls:
+    """Asynchronous execution for Client: tasks that outlive the call that started them."""
+
+    _udf: Any
+    _metadata: tuple[tuple[str, str], ...]
+    _unary: Callable[[Callable[..., Any], Any], Any]
+    _request: Callable[..., pb.ExecuteUdfRequest]
+
+    def submit(self, fn: Udf, /, *args: Any, **kwargs: Any) -> TaskHandle:
+        """Queue ``fn(*args, **kwargs)`` and return at once with a handle; the result is stored
+        on the server (``handle.result()`` fetches it; ``StoredResult(handle.task_id)`` passes
+        it to another UDF without fetching it)."""
+        request = self._request(fn, args, kwargs)
+        return TaskHandle(self, TaskInfo.from_proto(self._unary(self._udf.SubmitUdf, request)))
+
+    def task(self, task_id: str) -> TaskInfo:
+        """One task of this caller's namespaces."""
+        reply = self._unary(self._udf.GetTask, pb.GetTaskRequest(task_id=task_id))
+        return TaskInfo.from_proto(reply)
+
+    def tasks(
+        self,
+        *,
+        status: str | None = None,
+        udf: str = "",
+        since: datetime | None = None,
+        namespace: str = "",
+        limit: int | None = None,
+    ) -> list[TaskInfo]:
+        """This caller's tasks, newest first: filter by status ("RUNNING"...), UDF ("ns/name"
+        or "ns/name@N"), creation time and namespace; at most ``limit``."""
+        request = pb.ListTasksRequest(udf=udf, namespace=namespace)
+        if status is not None:
+            request.status = STATUS_VALUES[status.upper()]  # type: ignore[assignment]
+        if since is not None:
+            stamp = timestamp_pb2.Timestamp()
+            stamp.FromDatetime(since)
+            request.created_after.CopyFrom(stamp)
+        found: list[TaskInfo] = []
+        while limit is None or len(found) < limit:
+            page = self._unary(self._udf.ListTasks, request)
+            found += [TaskInfo.from_proto(t) for t in page.tasks]
+            if not page.next_page_token:
+                break
+            request.page_token = page.next_page_token
+        return found if limit is None else found[:limit]
+
+    def cancel(self, task_id: str) -> TaskInfo:
+        """Stop a queued or running task (its worker is killed); returns its record."""
+        reply = self._unary(self._udf.CancelTask, pb.CancelTaskRequest(task_id=task_id))
+        return TaskInfo.from_proto(reply)
+
+    def fetch_stream(self, task_id: str) -> ResultStream:
+        """A stored result's record batches, streamed as ExecuteUdf streams them."""
+        call = self._udf.FetchResult(
+            pb.FetchResultRequest(task_id=task_id), metadata=self._metadata
+        )
+        return ResultStream(call)
+
+    def fetch(self, task_id: str) -> Any:
+        """A stored result's Python value."""
+        return self.fetch_stream(task_id).value()
+
+    def task_logs(self, task_id: str, *, follow: bool = False) -> Logs:
+        """What a task's UDF printed; ``follow`` waits for a running task to end."""
+        request = pb.GetTaskLogsRequest(task_id=task_id, follow=follow)
+        try:
+            reply = self._udf.GetTaskLogs(request, metadata=self._metadata)  # no deadline: follow
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return Logs(reply.text, reply.total_bytes, reply.truncated)

@@ -1,0 +1,174 @@
+"""Tasks: submit, poll, fetch, cancel, logs, stored results by reference, TTL, quota, crash."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ServerProcess, wait_for
+from tilefn.client import (
+    Client,
+    NotFoundError,
+    Options,
+    ResourceExhaustedError,
+    StoredResult,
+    TaskFailedError,
+    UdfError,
+)
+
+
+def slow(seconds: float, value: int) -> int:
+    import time
+
+    time.sleep(seconds)
+    return value
+
+
+def test_submit_poll_fetch(server: ServerProcess) -> None:
+    with Client(server.address) as client:
+        handle = client.submit(lambda n: np.arange(n) * 2, 5)
+        assert handle.info.status in ("QUEUED", "RUNNING", "SUCCEEDED")
+        assert list(handle.result(timeout=60)) == [0, 2, 4, 6, 8]
+        task = client.task(handle.task_id)
+        assert task.status == "SUCCEEDED" and task.method == "SubmitUdf"
+        assert task.result_stored and task.rows == 5 and task.result_bytes > 0
+        assert task.udf.startswith("sha256:") and task.namespace == "tests"
+        assert task.created_at <= task.started_at <= task.finished_at  # type: ignore[operator]
+        assert task.result_expires_at is not None
+        assert handle.task_id in [t.task_id for t in client.tasks(status="SUCCEEDED", limit=50)]
+        assert list(client.fetch(handle.task_id)) == [0, 2, 4, 6, 8]  # fetch again: still there
+
+
+def test_execute_records_a_task_with_resource_use(server: ServerProcess) -> None:
+    with Client(server.address) as client:
+        stream = client.stream(lambda: np.ones(1000))
+        assert stream.value().sum() == 1000
+        task = client.task(stream.task_id)  # type: ignore[arg-type]
+    assert (task.status, task.method, task.rows) == ("SUCCEEDED", "ExecuteUdf", 1000)
+    assert task.cpu_seconds > 0 and task.peak_memory_bytes > 0 and not task.result_stored
+
+
+def test_failure_is_recorded(server: ServerProcess) -> None:
+    def boom() -> None:
+        print("about to fail")
+        raise ValueError("nope")
+
+    with Client(server.address) as client:
+        handle = client.submit(boom)
+        with pytest.raises(TaskFailedError) as caught:
+            handle.result(timeout=60)
+        task = caught.value.task
+        assert (task.status, task.error_reason) == ("FAILED", "ERROR_REASON_UDF_RAISED")
+        assert "nope" in task.error_message
+        assert handle.logs().text == "about to fail\n"
+        with pytest.raises(NotFoundError) as missing:
+            client.fetch(handle.task_id)
+        assert missing.value.reason == "ERROR_REASON_RESULT_NOT_FOUND"
+
+
+def test_cancel_a_running_task(server: ServerProcess) -> None:
+    with Client(server.address) as client:
+        handle = client.submit(slow, 60, 1)
+        wait_for(lambda: handle.status == "RUNNING", timeout=30, what="the task to run")
+        task = handle.cancel()
+        assert task.status == "CANCELLED" and task.error_reason == "ERROR_REASON_TASK_CANCELLED"
+        assert client.call(lambda: 2) == 2  # the server goes on; the worker was replaced
+        assert handle.cancel().status == "CANCELLED"  # cancelling an ended task changes nothing
+
+
+def test_logs_are_kept_and_truncated(server: ServerProcess) -> None:
+    def chatty() -> int:
+        for i in range(2000):
+            print(f"line {i:04d}")
+        return 1
+
+    with Client(server.address, options=Options(max_log_bytes=1024)) as client:
+        handle = client.submit(chatty)
+        logs = handle.logs(follow=True)  # waits for the task
+        assert handle.result(timeout=60) == 1
+    assert logs.truncated and logs.total_bytes == 2000 * 10
+    assert logs.text.endswith("line 1999\n") and "line 0000" not in logs.text
+
+
+def test_stored_result_passed_by_reference(server: ServerProcess) -> None:
+    with Client(server.address) as client:
+        first = client.submit(lambda: np.arange(10.0))
+        first.wait(timeout=60)
+        assert client.exec(lambda a, k: float(a.sum() * k), StoredResult(first.task_id), 2) == 90.0
+        stored = client.with_options(store_result=True).stream(lambda: {"a": 1})
+        assert stored.value() == {"a": 1}
+        assert client.call(lambda d: d["a"] + 1, StoredResult(stored.task_id)) == 2  # type: ignore[arg-type]
+        with pytest.raises(NotFoundError):
+            client.call(lambda x: x, StoredResult("no-such-task"))
+
+
+def test_tasks_are_private_to_their_namespace(world) -> None:  # type: ignore[no-untyped-def]
+    with world.client("alice") as alice, world.client("bob") as bob:
+        handle = alice.submit(lambda: 7)
+        assert handle.result(timeout=60) == 7
+        for attempt in (
+            lambda: bob.task(handle.task_id),
+            lambda: bob.fetch(handle.task_id),
+            lambda: bob.cancel(handle.task_id),
+            lambda: bob.call(lambda x: x, StoredResult(handle.task_id)),
+        ):
+            with pytest.raises(NotFoundError):
+                attempt()
+        assert handle.task_id not in [t.task_id for t in bob.tasks()]
+        assert handle.task_id in [t.task_id for t in alice.tasks()]
+
+
+def test_ttl_expiry_and_quota(make_server: Callable[..., ServerProcess], tmp_path: Path) -> None:
+    server = make_server(
+        "--store", str(tmp_path / "s.sqlite3"), "--no-auth", "--result-quota-bytes", "20000"
+    )
+    with Client(server.address) as client:
+        short = client.with_options(store_result=True, result_ttl=0.5)
+        stream = short.stream(lambda: np.zeros(100))
+        stream.value()
+        task_id = stream.task_id
+        assert client.task(task_id).result_stored  # type: ignore[arg-type]
+        with pytest.raises(ResourceExhaustedError) as caught:
+            client.with_options(store_result=True).exec(lambda: np.zeros(10_000))
+        assert caught.value.reason == "ERROR_REASON_RESULT_QUOTA_EXCEEDED"
+        with pytest.raises(Exception):  # noqa: B017, PT011 - an option out of range
+            client.with_options(store_result=True, result_ttl=10**9).exec(lambda: 1)
+    # The sweep runs at start and every minute; a restart runs it now.
+    assert server.stop() == 0
+    time.sleep(0.6)  # the TTL itself has to pass
+    again = make_server("--store", str(tmp_path / "s.sqlite3"), "--no-auth")
+    with Client(again.address) as client, pytest.raises(NotFoundError) as expired:
+        client.fetch(task_id)  # type: ignore[arg-type]
+    assert expired.value.reason == "ERROR_REASON_RESULT_NOT_FOUND"
+    assert not list((tmp_path / "results").rglob("*.arrows"))
+
+
+def test_a_killed_server_leaves_no_task_running(
+    make_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    store = str(tmp_path / "s.sqlite3")
+    server = ServerProcess(tmp_path, "--store", store, "--no-auth")  # not make_server's: killed
+    try:
+        with Client(server.address) as client:
+            handle = client.submit(slow, 60, 1)
+            wait_for(lambda: handle.status == "RUNNING", timeout=30, what="the task to run")
+            time.sleep(0.7)  # the batching writer has written RUNNING (every 0.5 s)
+    finally:
+        os.kill(server.pid, signal.SIGKILL)
+        assert server.stop() == -signal.SIGKILL
+    again = make_server("--store", store, "--no-auth")
+    with Client(again.address) as client:
+        task = client.task(handle.task_id)
+    assert (task.status, task.error_reason) == ("FAILED", "ERROR_REASON_SERVER_RESTARTED")
+    assert not list((tmp_path / "results").rglob("*.partial"))
+
+
+def test_udf_errors_of_executions_still_raise(server: ServerProcess) -> None:
+    with Client(server.address) as client, pytest.raises(UdfError):
+        client.exec(lambda: 1 / 0)
