@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ServerProcess, wait_for
 from tilefn.client import (
     Client,
+    InvalidRequestError,
     NotFoundError,
     Options,
     ResourceExhaustedError,
@@ -21,6 +21,8 @@ from tilefn.client import (
     TaskFailedError,
     UdfError,
 )
+
+from conftest import ServerProcess, wait_for
 
 
 def slow(seconds: float, value: int) -> int:
@@ -137,8 +139,9 @@ def test_ttl_expiry_and_quota(make_server: Callable[..., ServerProcess], tmp_pat
         with pytest.raises(ResourceExhaustedError) as caught:
             client.with_options(store_result=True).exec(lambda: np.zeros(10_000))
         assert caught.value.reason == "ERROR_REASON_RESULT_QUOTA_EXCEEDED"
-        with pytest.raises(Exception):  # noqa: B017, PT011 - an option out of range
+        with pytest.raises(InvalidRequestError) as too_long:
             client.with_options(store_result=True, result_ttl=10**9).exec(lambda: 1)
+        assert too_long.value.metadata["option"] == "result_ttl"
     # The sweep runs at start and every minute; a restart runs it now.
     assert server.stop() == 0
     time.sleep(0.6)  # the TTL itself has to pass
