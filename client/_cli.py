@@ -15,6 +15,7 @@ import pyarrow as pa
 from ._client import Client
 from ._exceptions import TilefnError
 from ._request import Options, Source
+from ._tasks import STATUS_NAMES
 
 DEFAULT_TARGET = os.environ.get("TILEFN_TARGET", "127.0.0.1:50051")
 ADMIN_GROUPS = ("token", "namespace", "member")
@@ -61,11 +62,30 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=JSON",
         help="a keyword argument as JSON (repeatable)",
     )
-    run.add_argument(
+    run.add_argument("--timeout", type=float, default=None, help="seconds the UDF may run")
+    run.add_argument("--ipc-out", type=Path, help="write the raw Arrow IPC stream to this file")
+    _connection_flags(run)
+    run.set_defaults(run=_exec)
+    tasks = commands.add_parser("tasks", help="list your tasks, newest first")
+    states = sorted(s for s in STATUS_NAMES.values() if s != "UNSPECIFIED")
+    tasks.add_argument("--status", choices=states, type=str.upper)
+    tasks.add_argument("--udf", default="", help="only this UDF (namespace/name[@N])")
+    tasks.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    _connection_flags(tasks)
+    tasks.set_defaults(run=_tasks)
+    logs = commands.add_parser("logs", help="print what a task's UDF printed")
+    logs.add_argument("task_id")
+    logs.add_argument("-f", "--follow", action="store_true", help="wait for the task to end")
+    _connection_flags(logs)
+    logs.set_defaults(run=_logs)
+    return parser
+
+
+def _connection_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "-t", "--target", default=DEFAULT_TARGET, help=f"server (default {DEFAULT_TARGET})"
     )
-    run.add_argument("--timeout", type=float, default=None, help="seconds the UDF may run")
-    tls = run.add_argument_group("transport security")
+    tls = parser.add_argument_group("transport security (the token comes from TILEFN_TOKEN)")
     tls.add_argument(
         "--tls",
         action="store_true",
@@ -77,9 +97,45 @@ def _parser() -> argparse.ArgumentParser:
         "--tls-cert", type=Path, help="PEM client certificate, mutual TLS (env TILEFN_CLIENT_CERT)"
     )
     tls.add_argument("--tls-key", type=Path, help="its PEM private key (env TILEFN_CLIENT_KEY)")
-    run.add_argument("--ipc-out", type=Path, help="write the raw Arrow IPC stream to this file")
-    run.set_defaults(run=_exec)
-    return parser
+
+
+def _connect(options: argparse.Namespace, client_options: Options | None = None) -> Client:
+    """The client the connection flags describe; ValueError/OSError for bad TLS settings."""
+    return Client(
+        options.target,
+        options=client_options,
+        tls=options.tls,
+        root_certificates=options.tls_ca,
+        client_certificate=options.tls_cert,
+        client_key=options.tls_key,
+    )
+
+
+def _tasks(options: argparse.Namespace) -> int:
+    with _connect(options) as client:
+        try:
+            found = client.tasks(status=options.status, udf=options.udf, limit=options.limit)
+        except TilefnError as exc:
+            print(f"tilefn: {exc}", file=sys.stderr)
+            return 1
+    for task in found:
+        when = task.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        detail = task.error_reason.removeprefix("ERROR_REASON_") or f"{task.rows} rows"
+        print(f"{task.task_id}  {when}  {task.status:<9}  {task.method:<10}  {task.udf}  {detail}")
+    return 0
+
+
+def _logs(options: argparse.Namespace) -> int:
+    with _connect(options) as client:
+        try:
+            logs = client.task_logs(options.task_id, follow=options.follow)
+        except TilefnError as exc:
+            print(f"tilefn: {exc}", file=sys.stderr)
+            return 1
+    if logs.truncated:
+        print(f"[... {logs.total_bytes - len(logs.text.encode())} earlier bytes dropped ...]")
+    sys.stdout.write(logs.text)
+    return 0
 
 
 def _exec(options: argparse.Namespace) -> int:
@@ -92,14 +148,7 @@ def _exec(options: argparse.Namespace) -> int:
         return 2
     udf = Source(text, options.entry_point)
     try:
-        client = Client(
-            options.target,
-            options=Options(timeout=options.timeout),
-            tls=options.tls,
-            root_certificates=options.tls_ca,
-            client_certificate=options.tls_cert,
-            client_key=options.tls_key,
-        )
+        client = _connect(options, Options(timeout=options.timeout))
     except (ValueError, OSError) as exc:
         print(f"tilefn: bad TLS settings: {exc}", file=sys.stderr)
         return 2

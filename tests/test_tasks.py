@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -175,3 +177,26 @@ def test_a_killed_server_leaves_no_task_running(
 def test_udf_errors_of_executions_still_raise(server: ServerProcess) -> None:
     with Client(server.address) as client, pytest.raises(UdfError):
         client.exec(lambda: 1 / 0)
+
+
+def test_command_line(server: ServerProcess) -> None:
+    def chatty() -> int:
+        print("hello from the task")
+        return 3
+
+    with Client(server.address) as client:
+        handle = client.submit(chatty)
+        handle.wait(timeout=60)
+
+    def tilefn(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "tilefn.client._cli", *args, "-t", server.address]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+    listed = tilefn("tasks", "--status", "succeeded", "--limit", "500")
+    assert listed.returncode == 0, listed.stderr
+    (line,) = [row for row in listed.stdout.splitlines() if row.startswith(handle.task_id)]
+    assert "SUCCEEDED" in line and "SubmitUdf" in line and "1 rows" in line
+    logs = tilefn("logs", handle.task_id, "--follow")
+    assert logs.returncode == 0 and logs.stdout == "hello from the task\n"
+    missing = tilefn("logs", "no-such-task")
+    assert missing.returncode == 1 and "TASK_NOT_FOUND" in missing.stderr
