@@ -165,6 +165,20 @@ class Tasks:
             live.runner.cancel()
         return record
 
+    async def wait_all(self, timeout: float) -> None:
+        """Wait until no task of this process is queued or running, at most ``timeout`` s."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._live:
+            waits = [asyncio.ensure_future(live.done.wait()) for live in self._live.values()]
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                for wait in waits:
+                    wait.cancel()
+                return
+            _, pending = await asyncio.wait(waits, timeout=remaining)
+            for wait in pending:
+                wait.cancel()
+
     async def cancel_all(self, reason: str) -> None:
         """Cancel every task still running (the shutdown grace has ended) and wait for them."""
         runners = [live.runner for live in self._live.values() if live.runner is not None]

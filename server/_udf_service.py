@@ -127,9 +127,9 @@ class UdfService:
                 pass
 
     async def drain(self, grace: float) -> None:
-        """Give submitted tasks ``grace`` seconds, then cancel (and record) the rest."""
-        if self._submitted:
-            await asyncio.wait(set(self._submitted), timeout=grace)
+        """Give running tasks (calls and submitted ones) ``grace`` seconds, then cancel and
+        record the rest."""
+        await self._tasks.wait_all(grace)
         await self._tasks.cancel_all("the server shut down before the task finished")
 
     def _begin(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> Call:

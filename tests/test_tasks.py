@@ -200,3 +200,20 @@ def test_command_line(server: ServerProcess) -> None:
     assert logs.returncode == 0 and logs.stdout == "hello from the task\n"
     missing = tilefn("logs", "no-such-task")
     assert missing.returncode == 1 and "TASK_NOT_FOUND" in missing.stderr
+
+
+def test_drain_cancels_and_records_what_outlives_the_grace(
+    make_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    store = str(tmp_path / "s.sqlite3")
+    server = make_server("--store", store, "--no-auth", "--drain-grace", "1")
+    with Client(server.address) as client:
+        quick, stuck = client.submit(slow, 0.3, 1), client.submit(slow, 60, 2)
+        wait_for(lambda: stuck.status == "RUNNING", timeout=30, what="the task to run")
+    assert server.stop() == 0  # SIGTERM: the grace passes, the straggler is cancelled
+    again = make_server("--store", store, "--no-auth")
+    with Client(again.address) as client:
+        assert client.task(quick.task_id).status == "SUCCEEDED"
+        assert client.fetch(quick.task_id) == 1
+        task = client.task(stuck.task_id)
+    assert (task.status, task.error_reason) == ("CANCELLED", "ERROR_REASON_TASK_CANCELLED")
