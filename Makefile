@@ -5,6 +5,10 @@ PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 50051
 DATA   ?= data
+# The state database (tokens, namespaces, registered UDFs, tasks) and the development token
+# `make run` creates once for user `demo` (every scope but admin; see docs/SECURITY.md).
+STORE  ?= state/tilefn.sqlite3
+DEV_TOKEN ?= state/dev-token
 # strict: refuse to run unless every sandbox layer works (needs root on Linux x86-64);
 # degraded: run with whatever isolation the machine allows (see docs/SECURITY.md).
 SANDBOX ?= strict
@@ -17,7 +21,7 @@ NODE_STAMP := node_modules/.installed
 .PHONY: help install run test bench protos lint typecheck check clean
 
 help:
-	@echo "make run        install, create demo arrays in $(DATA)/, start a server on $(HOST):$(PORT)"
+	@echo "make run        install, create demo arrays in $(DATA)/ and a token in $(DEV_TOKEN), start a server on $(HOST):$(PORT)"
 	@echo "make test       install, then run every test"
 	@echo "make bench      tilefn against its yardsticks (echo, Ray, Flight, tiledb-py, spawn): ~3 min"
 	@echo "make loadtest   load-test the server of \`make run\` (1-2 min): report + plot in loadtest/out/"
@@ -39,17 +43,19 @@ $(NODE_STAMP): package.json package-lock.json
 	@touch $@
 
 run: $(STAMP)
-	@$(PY) -m tilefn.server.demo --data-root $(DATA)
+	@$(PY) -m tilefn.server.demo --data-root $(DATA) --store $(STORE) --token-file $(DEV_TOKEN)
 	@echo
-	@echo "Starting tilefn on $(HOST):$(PORT). From another terminal, try:"
+	@echo "Starting tilefn on $(HOST):$(PORT), authentication on. From another terminal, try:"
 	@echo
+	@echo "  export TILEFN_TOKEN=\$$(cat $(DEV_TOKEN))"
 	@echo "  $(PY) -c 'from tilefn.client import Client; print(Client(\"$(HOST):$(PORT)\").exec(lambda n: n * 2, 21))'"
 	@echo "  $(PY) -c 'from tilefn.client import Client; print(Client(\"$(HOST):$(PORT)\").arrays())'"
 	@echo "  $(VENV)/bin/tilefn exec examples/hello.py --arg 5 --target $(HOST):$(PORT)"
 	@echo
+	@echo "More users and tokens: TILEFN_STORE=$(STORE) $(VENV)/bin/tilefn token create NAME --create-namespace"
 	@echo "Stop with Ctrl-C (in-flight calls are drained first)."
 	@echo
-	$(PY) -m tilefn.server --host $(HOST) --port $(PORT) --data-root $(DATA) --sandbox $(SANDBOX)
+	$(PY) -m tilefn.server --host $(HOST) --port $(PORT) --data-root $(DATA) --store $(STORE) --sandbox $(SANDBOX)
 
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest

@@ -1,21 +1,39 @@
-"""Create the demo arrays (once): ``python -m tilefn.server.demo --data-root data``.
+"""Create the demo arrays and a development token (once), for ``make run``::
+
+    python -m tilefn.server.demo --data-root data --store state/tilefn.sqlite3 \
+        --token-file state/dev-token
 
 - ``tiledb://demo/temperature``: dense 2-D float64, ``day`` (0..364) x ``station`` (0..99),
   attribute ``temp``.
 - ``tiledb://demo/readings``: sparse, string dimension ``station`` x datetime dimension ``time``,
   attributes ``temp`` (float32) and nullable variable-length ``note``.
+- with ``--token-file``: user ``demo`` (who owns the arrays: they live in its namespace) and a
+  token for it with every scope but admin, its secret saved in that file (mode 0600) and
+  printed. A later run reuses the saved token while the store still accepts it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import tiledb
 
+from ._admin import DEFAULT_TOKEN_SECONDS, create_namespace, create_token
+from ._config import ServerConfig
+from ._sqlite import SqliteStore
+from ._store import Store
+
 DENSE = "demo/temperature"
 SPARSE = "demo/readings"
+DEV_USER = "demo"
+DEV_SCOPES = ("run", "read_arrays", "manage_udfs", "manage_arrays")
+#: A saved token that expires sooner than this is replaced (a day of use left at least).
+MIN_REMAINING_SECONDS = 86400.0
 
 
 def create(root: Path) -> list[str]:
@@ -69,11 +87,63 @@ def _sparse(uri: str) -> None:
         array[stations, times] = {"temp": rng.normal(15, 8, 1000).astype(np.float32), "note": notes}
 
 
+def dev_token(store_path: Path, token_file: Path) -> tuple[str, bool]:
+    """The development token of user ``demo``: the one saved in ``token_file`` while the store
+    accepts it, else a new one (saved there). Returns (secret, whether it is new)."""
+    store = SqliteStore(store_path)
+    try:
+        saved = token_file.read_text().strip() if token_file.exists() else ""
+        if saved and _usable(store, saved):
+            return saved, False
+        if store.namespace(DEV_USER) is None:
+            create_namespace(store, DEV_USER, "user")
+        secret, _ = create_token(
+            store, DEV_USER, DEV_SCOPES, DEFAULT_TOKEN_SECONDS, "development token of make run"
+        )
+    finally:
+        store.close()
+    _write_private(token_file, secret + "\n")
+    return secret, True
+
+
+def _usable(store: Store, secret: str) -> bool:
+    record = store.token_by_secret(secret)
+    return (
+        record is not None
+        and record.namespace == DEV_USER
+        and record.revoked_at is None
+        and record.expires_at > time.time() + MIN_REMAINING_SECONDS
+    )
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only, replacing it atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default="data", type=Path)
-    for name in create(parser.parse_args().data_root):
+    parser.add_argument("--store", default=ServerConfig.store, type=Path)
+    parser.add_argument(
+        "--token-file", type=Path, help="create or reuse a token of user demo, saved here"
+    )
+    options = parser.parse_args()
+    for name in create(options.data_root):
         print(f"created {name}")
+    if options.token_file is not None:
+        secret, new = dev_token(options.store, options.token_file)
+        state = "new" if new else "saved"
+        print(f"development token ({state}; user {DEV_USER}; {', '.join(DEV_SCOPES)}):")
+        print(f"  {secret}")
 
 
 if __name__ == "__main__":
