@@ -72,11 +72,16 @@ class RegistryCalls:
         name: str,
         fn: UdfDefinitionSource,
         *,
-        description: str = "",
-        tags: Sequence[str] = (),
+        description: str | None = None,
+        tags: Sequence[str] | None = None,
         pickle: bool = True,
     ) -> UdfInfo:
-        """Add a new version of the registered UDF ``name`` (see ``register``)."""
+        """Add a new version of the registered UDF ``name`` (see ``register``); the description
+        and tags not given are the latest version's."""
+        if description is None or tags is None:
+            latest = self.udf(name)
+            description = latest.description if description is None else description
+            tags = latest.tags if tags is None else tags
         request = update_request(name, fn, description, tags, pickle)
         return UdfInfo.from_proto(self._unary(self._registry.UpdateUdf, request))
 
@@ -143,10 +148,14 @@ class AsyncRegistryCalls:
         name: str,
         fn: UdfDefinitionSource,
         *,
-        description: str = "",
-        tags: Sequence[str] = (),
+        description: str | None = None,
+        tags: Sequence[str] | None = None,
         pickle: bool = True,
     ) -> UdfInfo:
+        if description is None or tags is None:
+            latest = await self.udf(name)
+            description = latest.description if description is None else description
+            tags = latest.tags if tags is None else tags
         request = update_request(name, fn, description, tags, pickle)
         return UdfInfo.from_proto(await self._unary(self._registry.UpdateUdf, request))
 

@@ -19,6 +19,7 @@ Secrets never reach a log, an error message or a record: only token ids do.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ import grpc
 from ._arrays import ArrayRef
 from ._status import R, ServiceError
 from ._store import PUBLIC, SCOPES, Store, TokenRecord
+
+log = logging.getLogger(__name__)
 
 #: How long a token's validity and its owner's memberships are reused before being read again
 #: (bounds how late another server process sees a revocation or a membership change).
@@ -147,7 +150,14 @@ class Authenticator:
             self._touched.clear()
         self._touched[token_id] = now
         loop = asyncio.get_running_loop()
-        loop.run_in_executor(None, self._store.touch_token, token_id, now)
+        written = loop.run_in_executor(None, self._store.touch_token, token_id, now)
+        written.add_done_callback(_log_failure)
+
+
+def _log_failure(written: asyncio.Future[None]) -> None:
+    """Last-use times are best effort: a failed write is logged, never raised."""
+    if not written.cancelled() and written.exception() is not None:
+        log.warning("could not record a token's last use: %s", written.exception())
 
 
 def bearer_token(metadata: Iterable[tuple[str, str | bytes]]) -> str:

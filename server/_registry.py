@@ -106,6 +106,14 @@ def draft_of(definition: pb.UdfDefinition) -> UdfDraft:
             client_python="unstated",
             server_python=SERVER_PYTHON,
         )
+    if pickled is not None and pickled.data and pickled.python_version != SERVER_PYTHON:
+        raise ServiceError(
+            R.ERROR_REASON_PYTHON_VERSION_MISMATCH,
+            f"the pickle was made by Python {pickled.python_version[:16]}, but workers run "
+            f"Python {SERVER_PYTHON}, so it could never run here: register source text instead",
+            client_python=pickled.python_version[:16],
+            server_python=SERVER_PYTHON,
+        )
     code = pickled.data if pickled is not None and pickled.data else b""
     python = pickled.python_version if code and pickled is not None else SERVER_PYTHON
     parameters = [json_format.MessageToDict(p) for p in definition.parameters]

@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.5
 BATCH = 200
+#: Records held for a retry while the store refuses writes; past this, new failures drop them.
+MAX_HELD = 100_000
 
 
 class StoreWriter:
@@ -70,14 +72,19 @@ class StoreWriter:
             try:
                 self._store.save_tasks(list(tasks.values()))
             except Exception:
-                log.exception("could not write %d task records", len(tasks))
+                log.exception("could not write %d task records; will retry", len(tasks))
+                with self._lock:  # newer states of the same tasks win
+                    self._tasks = tasks | self._tasks if len(self._tasks) < MAX_HELD else {}
         with self._lock:
             self._writing = {}
         if records:
             try:
                 self._store.add_audit(records)
             except Exception:
-                log.exception("could not write %d audit records", len(records))
+                log.exception("could not write %d audit records; will retry", len(records))
+                with self._lock:
+                    if len(self._pending) < MAX_HELD:
+                        self._pending[:0] = records
 
     def _run(self) -> None:
         while not self._closed:

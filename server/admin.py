@@ -30,7 +30,7 @@ USER_SCOPES = ("run", "read_arrays", "manage_udfs", "manage_arrays")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    options = _parser().parse_args(argv)
+    options = _parser().parse_args(_store_first(list(sys.argv[1:] if argv is None else argv)))
     store = SqliteStore(options.store)
     try:
         options.run(store, options)
@@ -38,6 +38,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f"tilefn: {exc.message}") from None
     finally:
         store.close()
+
+
+def _store_first(argv: list[str]) -> list[str]:
+    """``--store PATH`` may come anywhere (``tilefn token list --store s.db``): move it first,
+    where argparse expects the top-level option."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--store="):
+            return [arg, *argv[:i], *argv[i + 1 :]]
+        if arg == "--store" and i + 1 < len(argv):
+            return [arg, argv[i + 1], *argv[:i], *argv[i + 2 :]]
+    return argv
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -258,3 +258,32 @@ def test_async_client_registry(world: World) -> None:
             return result, names, await alice.delete("alice/inc"), shares
 
     assert asyncio.run(scenario()) == (2, ["alice/inc"], 2, ["bob"])
+
+
+def test_update_keeps_description_and_tags_unless_given(world: World) -> None:
+    with world.client("alice") as alice:
+        alice.register("alice/tagged2", ADD, description="adds", tags=["math"])
+        try:
+            kept = alice.update("alice/tagged2", ADD)
+            assert (kept.description, kept.tags) == ("adds", ("math",))
+            changed = alice.update("alice/tagged2", ADD, tags=[])
+            assert (changed.description, changed.tags) == ("adds", ())
+        finally:
+            alice.delete("alice/tagged2")
+
+
+def test_a_pickle_of_another_python_is_refused_at_registration(world: World) -> None:
+    definition = registry_service_pb2.UdfDefinition(
+        pickled=udf_pb2.PickledValue(data=b"\x80\x05N.", python_version="2.7")
+    )
+    metadata = (("authorization", f"Bearer {world.tokens['alice']}"),)
+    with authed_channel(world.server.address, metadata) as channel:
+        registry = registry_service_pb2_grpc.RegistryServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            registry.RegisterUdf(
+                registry_service_pb2.RegisterUdfRequest(
+                    namespace="alice", name="old", definition=definition
+                ),
+                timeout=10,
+            )
+    assert caught.value.code() == C.FAILED_PRECONDITION

@@ -121,3 +121,22 @@ def test_admin_command(tmp_path: Path) -> None:
         assert record.revoked_at is not None and record.revoked_at <= time.time()
     finally:
         reopened.close()
+
+
+def test_the_state_database_is_private(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "store.sqlite3"
+    SqliteStore(path).close()
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_store_may_be_given_after_the_command(tmp_path: Path) -> None:
+    store = str(tmp_path / "late.sqlite3")
+    command = [sys.executable, "-m", "tilefn.client._cli", "namespace", "create", "zed"]
+    done = subprocess.run([*command, "--store", store], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    reopened = SqliteStore(store)
+    try:
+        assert reopened.namespace("zed") is not None
+    finally:
+        reopened.close()
