@@ -14,6 +14,7 @@ from google.protobuf import duration_pb2
 from tilefn.sandbox import TaskLogs, TaskSummary, WorkerPool
 from tilefn.v1 import udf_service_pb2 as pb
 
+from ._admission import Admission
 from ._arrays import ArrayCatalog
 from ._auth import ArrayAccess, Principal
 from ._config import ServerConfig
@@ -45,11 +46,13 @@ class UdfService:
         pool: WorkerPool,
         catalog: ArrayCatalog,
         identity: Identity,
+        admission: Admission,
     ) -> None:
         self._config = config
         self._pool = pool
         self._catalog = catalog
         self._identity = identity
+        self._admission = admission
         self.draining = False
 
     @status_mapped
@@ -153,23 +156,30 @@ class UdfService:
         principal: Principal,
         limit: int,
     ) -> AsyncIterator[bytes | TaskLogs | TaskSummary]:
-        """Read the arrays, lease a worker, relay its frames; TimeoutError past the deadline."""
-        deadline = asyncio.get_running_loop().time() + execution.timeout
-        async with asyncio.timeout_at(deadline):  # reading the arrays counts too
-            task = await staged.stage(execution.task, request)
-        sent = 0
-        custom_memory = execution.memory_bytes != 0
-        # Workers are reused only within one namespace (the caller's own).
-        async with self._pool.lease(principal.namespace, fresh=custom_memory) as worker:
-            await self._pool.limit(worker, execution.memory_bytes)
-            frames = worker.run(task, staged.provide)
-            # The deadline covers the worker, not time spent waiting on a slow reader.
-            while (item := await _next_before(frames, deadline)) is not None:
-                if isinstance(item, bytes):
-                    sent += len(item)
-                    if sent > limit:
-                        raise _too_large(limit)
-                yield item
+        """Be admitted, read the arrays, lease a worker, relay its frames; TimeoutError past
+        the deadline.
+
+        The arrays are read inside the slot, so that server memory for staged reads is bounded
+        by ``max_running``, not by the queue; the timeout starts once admitted (waiting is
+        bounded by the queue limits and the client's deadline, not by the UDF's timeout).
+        """
+        async with self._admission.slot(principal.namespace):
+            deadline = asyncio.get_running_loop().time() + execution.timeout
+            async with asyncio.timeout_at(deadline):  # reading the arrays counts too
+                task = await staged.stage(execution.task, request)
+            sent = 0
+            custom_memory = execution.memory_bytes != 0
+            # Workers are reused only within one namespace (the caller's own).
+            async with self._pool.lease(principal.namespace, fresh=custom_memory) as worker:
+                await self._pool.limit(worker, execution.memory_bytes)
+                frames = worker.run(task, staged.provide)
+                # The deadline covers the worker, not time spent waiting on a slow reader.
+                while (item := await _next_before(frames, deadline)) is not None:
+                    if isinstance(item, bytes):
+                        sent += len(item)
+                        if sent > limit:
+                            raise _too_large(limit)
+                    yield item
 
 
 def add_to_server(service: UdfService, server: grpc.aio.Server) -> None:
