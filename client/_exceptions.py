@@ -11,6 +11,7 @@
     ├── CancelledError               CANCELLED
     ├── WorkerCrashedError           ABORTED: the worker died or misbehaved while running the UDF
     ├── ResourceExhaustedError       RESOURCE_EXHAUSTED: a limit was hit; may succeed later
+    │                                (a full queue says when: retry_after)
     ├── UnavailableError             UNAVAILABLE: server unreachable or shutting down; retry
     ├── UnsupportedError             UNIMPLEMENTED: the server does not offer this yet
     ├── AuthenticationError          UNAUTHENTICATED
@@ -25,6 +26,7 @@ The reason names come from the ``tilefn.v1.ErrorReason`` enum (docs/errors.md).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -48,6 +50,7 @@ class TilefnError(Exception):
         metadata: dict[str, str] | None = None,
         task_id: str = "",
         remote_traceback: str = "",
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -56,6 +59,9 @@ class TilefnError(Exception):
         self.metadata = metadata or {}
         self.task_id = task_id
         self.remote_traceback = remote_traceback
+        #: Seconds the server suggests waiting before retrying (its google.rpc.RetryInfo),
+        #: or None when it gave no hint.
+        self.retry_after = retry_after
         #: What the UDF printed before it failed (the server's tail of it), when it printed.
         self.logs = ""
 
@@ -154,20 +160,21 @@ def from_rpc_error(error: grpc.RpcError) -> TilefnError:
     code: grpc.StatusCode = error.code()
     details: str = error.details() or ""
     trailing = _pairs(error.trailing_metadata())
-    reason, metadata, traceback, logs = _rich_details(trailing.get(DETAILS_KEY))
-    task_id = metadata.pop("task_id", "") or str(trailing.get(TASK_ID_KEY, ""))
-    kind = _BY_REASON.get(reason) or _BY_CODE.get(code, InternalError)
-    if code == grpc.StatusCode.UNKNOWN and not reason:
+    rich = _rich_details(trailing.get(DETAILS_KEY))
+    task_id = rich.metadata.pop("task_id", "") or str(trailing.get(TASK_ID_KEY, ""))
+    kind = _BY_REASON.get(rich.reason) or _BY_CODE.get(code, InternalError)
+    if code == grpc.StatusCode.UNKNOWN and not rich.reason:
         kind = InternalError
     failure = kind(
         details or code.name,
         code=code,
-        reason=reason,
-        metadata=metadata,
+        reason=rich.reason,
+        metadata=rich.metadata,
         task_id=task_id,
-        remote_traceback=traceback,
+        remote_traceback=rich.traceback,
+        retry_after=rich.retry_after,
     )
-    failure.logs = logs
+    failure.logs = rich.logs
     return failure
 
 
@@ -179,23 +186,37 @@ def _pairs(metadata: Iterable[Any] | None) -> dict[str, Any]:
     return pairs
 
 
-def _rich_details(blob: bytes | None) -> tuple[str, dict[str, str], str, str]:
-    """Reason, metadata, remote traceback and logs from a google.rpc.Status blob."""
+@dataclass
+class _Details:
+    """What a google.rpc.Status blob says beyond the code and message."""
+
+    reason: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    traceback: str = ""
+    logs: str = ""
+    retry_after: float | None = None
+
+
+def _rich_details(blob: bytes | None) -> _Details:
+    """Reason, metadata, remote traceback, logs and retry delay from a google.rpc.Status blob."""
+    found = _Details()
     if not blob:
-        return "", {}, "", ""
-    status = status_pb2.Status.FromString(blob)
-    reason, metadata, traceback, logs = "", {}, "", ""
-    for detail in status.details:
+        return found
+    for detail in status_pb2.Status.FromString(blob).details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
-            reason, metadata = info.reason, dict(info.metadata)
+            found.reason, found.metadata = info.reason, dict(info.metadata)
         elif detail.Is(error_details_pb2.DebugInfo.DESCRIPTOR):
             debug = error_details_pb2.DebugInfo()
             detail.Unpack(debug)
-            traceback = debug.detail
+            found.traceback = debug.detail
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            detail.Unpack(retry)
+            found.retry_after = retry.retry_delay.ToNanoseconds() / 1e9
         elif detail.Is(udf_service_pb2.TaskLogs.DESCRIPTOR):  # CallUdf failures carry them
             printed = udf_service_pb2.TaskLogs()
             detail.Unpack(printed)
-            logs = printed.text
-    return reason, metadata, traceback, logs
+            found.logs = printed.text
+    return found

@@ -31,6 +31,7 @@ from tilefn.v1 import (
 )
 
 from ._admin_service import AdminService
+from ._admission import Admission, AdmissionLimits
 from ._array_service import ArrayService
 from ._config import ServerConfig
 from ._identity import Identity
@@ -67,6 +68,8 @@ class TilefnServer:
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self._udf: UdfService | None = None
+        #: Bounded, fair admission of executions (built in ``start``, where limits are checked).
+        self.admission: Admission | None = None
         self._identity: Identity | None = None
         self._stopped = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
@@ -74,6 +77,7 @@ class TilefnServer:
     async def start(self) -> int:
         """Check the TLS files, start workers, then serve; return the bound port."""
         tls = load(self.config)  # before the pool: a bad setting must not leave workers behind
+        self.admission = admission = Admission(AdmissionLimits.from_config(self.config))
         self.pool.start()
         await self.pool.open()
         limit = self.config.max_request_bytes + RECEIVE_SLACK
@@ -85,7 +89,7 @@ class TilefnServer:
         if not self.config.auth:
             log.warning("authentication is OFF (--no-auth): every caller is an anonymous admin")
         catalog = make_catalog(self.config)
-        self._udf = UdfService(self.config, self.pool, catalog, identity)
+        self._udf = UdfService(self.config, self.pool, catalog, identity, admission)
         add_to_server(self._udf, TaskQueries(identity), server)
         array_service_pb2_grpc.add_ArrayServiceServicer_to_server(
             ArrayService(catalog, identity), server

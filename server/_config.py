@@ -80,6 +80,18 @@ class ServerConfig:
     #: Require a bearer token on every call. Off (``--no-auth``) only for isolated development:
     #: every caller is then an anonymous admin.
     auth: bool = True
+    #: Executions running at once (each holds a worker); further calls queue. 0: the pool's
+    #: ``max_workers``, the most it can usefully be (see docs/architecture.md, admission).
+    max_running: int = 0
+    #: Executions one namespace may run at once; 0: ``max_running``. No cap of its own by
+    #: default, so one busy tenant can use every idle worker; fairness comes from handing each
+    #: freed slot to the waiting namespace served least recently. Lower it to keep workers
+    #: free for other tenants when UDFs run long.
+    max_running_per_namespace: int = 0
+    #: Calls waiting for a slot, over all namespaces; past it calls get QUEUE_FULL at once.
+    max_queued: int = 256
+    #: Calls one namespace may have waiting; past it its calls get QUEUE_FULL at once.
+    max_queued_per_namespace: int = 64
     #: Worker pool settings.
     pool: PoolConfig = field(default_factory=PoolConfig)
     #: Logging level name.
@@ -112,6 +124,10 @@ _SERVER_FLAGS = (
     "default_timeout",
     "max_timeout",
     "drain_grace",
+    "max_running",
+    "max_running_per_namespace",
+    "max_queued",
+    "max_queued_per_namespace",
     "log_level",
 )
 _POOL_FLAGS = (

@@ -1,8 +1,9 @@
 """The one place where server-side failures become gRPC statuses.
 
 Every non-OK status carries a ``google.rpc.Status`` with one ``ErrorInfo`` (reason = an
-``ErrorReason`` name, domain "tilefn", metadata = the dynamic values) and, for a UDF's own
-exception, a ``DebugInfo`` with the remote traceback. The code for each reason is fixed by
+``ErrorReason`` name, domain "tilefn", metadata = the dynamic values), for a UDF's own
+exception a ``DebugInfo`` with the remote traceback, and for a refusal worth retrying (a full
+queue) a ``RetryInfo`` with the delay to wait. The code for each reason is fixed by
 ``CODES`` below and documented in docs/errors.md.
 """
 
@@ -87,6 +88,7 @@ CODES: dict[int, grpc.StatusCode] = {
     R.ERROR_REASON_NAMESPACE_EXISTS: C.ALREADY_EXISTS,
     R.ERROR_REASON_NAMESPACE_INVALID: C.INVALID_ARGUMENT,
     R.ERROR_REASON_TOKEN_NOT_FOUND: C.NOT_FOUND,
+    R.ERROR_REASON_QUEUE_FULL: C.RESOURCE_EXHAUSTED,
     R.ERROR_REASON_TASK_NOT_FOUND: C.NOT_FOUND,
     R.ERROR_REASON_RESULT_NOT_FOUND: C.NOT_FOUND,
     R.ERROR_REASON_RESULT_QUOTA_EXCEEDED: C.RESOURCE_EXHAUSTED,
@@ -104,6 +106,8 @@ class ServiceError(Exception):
         self.message = message
         self.traceback = traceback
         self.metadata = metadata
+        #: Seconds after which retrying may succeed, sent as a google.rpc.RetryInfo detail.
+        self.retry_after: float | None = None
         #: What the UDF printed, sent in the status details (unary calls have no logs message).
         self.logs: udf_service_pb2.TaskLogs | None = None
 
@@ -170,7 +174,7 @@ def _worker_died(exc: WorkerDiedError) -> ServiceError:
 
 
 def to_status(error: ServiceError, task_id: str = "") -> RichStatus:
-    """Build the status (with ErrorInfo, and DebugInfo for a traceback) for an error."""
+    """Build the status (ErrorInfo; DebugInfo for a traceback; RetryInfo for a retry hint)."""
     metadata = {key: _head(value, MAX_STATUS_METADATA) for key, value in error.metadata.items()}
     if task_id:
         metadata["task_id"] = task_id
@@ -182,6 +186,10 @@ def to_status(error: ServiceError, task_id: str = "") -> RichStatus:
         traceback = _tail(error.traceback, MAX_STATUS_TRACEBACK)
         debug = error_details_pb2.DebugInfo(stack_entries=traceback.splitlines(), detail=traceback)
         details.append(_pack(debug))
+    if error.retry_after is not None:
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromNanoseconds(round(error.retry_after * 1e9))
+        details.append(_pack(retry))
     if error.logs is not None:
         logs = udf_service_pb2.TaskLogs()
         logs.CopyFrom(error.logs)

@@ -17,6 +17,7 @@ from google.protobuf import duration_pb2
 from tilefn.sandbox import ArgSpec, TaskLogs, TaskSummary, WorkerPool
 from tilefn.v1 import udf_service_pb2 as pb
 
+from ._admission import Admission
 from ._arrays import ArrayCatalog
 from ._auth import ArrayAccess
 from ._config import ServerConfig
@@ -50,6 +51,7 @@ class UdfService:
         pool: WorkerPool,
         catalog: ArrayCatalog,
         identity: Identity,
+        admission: Admission,
     ) -> None:
         self._config = config
         self._pool = pool
@@ -57,6 +59,7 @@ class UdfService:
         self._identity = identity
         self._tasks = identity.tasks
         self._submitted: set[asyncio.Task[None]] = set()
+        self._admission = admission
         self.draining = False
 
     @status_mapped
@@ -110,6 +113,7 @@ class UdfService:
         """Validate now, run in the background, store the result."""
         call = self._begin("SubmitUdf", context)
         with self._identity.recorded(call):
+            self._admission.check(call.principal.namespace)  # refuse now, not in the background
             execution = await self._plan(call, request, None, store=True)
             call.handed_off = True  # valid: the background run records the rest
         runner = asyncio.get_running_loop().create_task(self._background(call, execution, request))
@@ -242,24 +246,31 @@ class UdfService:
         call: Call,
         limit: int,
     ) -> AsyncIterator[bytes | TaskLogs | TaskSummary]:
-        """Read the arrays, lease a worker, relay its frames; TimeoutError past the deadline."""
-        deadline = asyncio.get_running_loop().time() + execution.timeout
-        async with asyncio.timeout_at(deadline):  # reading the arrays counts too
-            task = await staged.stage(execution.task, request)
-        sent = 0
-        custom_memory = execution.memory_bytes != 0
-        # Workers are reused only within one namespace (the caller's own).
-        async with self._pool.lease(call.principal.namespace, fresh=custom_memory) as worker:
-            self._tasks.started(call.task_id)
-            await self._pool.limit(worker, execution.memory_bytes)
-            frames = worker.run(task, staged.provide)
-            # The deadline covers the worker, not time spent waiting on a slow reader.
-            while (item := await _next_before(frames, deadline)) is not None:
-                if isinstance(item, bytes):
-                    sent += len(item)
-                    if sent > limit:
-                        raise _too_large(limit)
-                yield item
+        """Be admitted, read the arrays, lease a worker, relay its frames; TimeoutError past
+        the deadline.
+
+        The arrays are read inside the slot, so that server memory for staged reads is bounded
+        by ``max_running``, not by the queue; the timeout starts once admitted (waiting is
+        bounded by the queue limits and the client's deadline, not by the UDF's timeout).
+        """
+        async with self._admission.slot(call.principal.namespace):
+            deadline = asyncio.get_running_loop().time() + execution.timeout
+            async with asyncio.timeout_at(deadline):  # reading the arrays counts too
+                task = await staged.stage(execution.task, request)
+            sent = 0
+            custom_memory = execution.memory_bytes != 0
+            # Workers are reused only within one namespace (the caller's own).
+            async with self._pool.lease(call.principal.namespace, fresh=custom_memory) as worker:
+                self._tasks.started(call.task_id)
+                await self._pool.limit(worker, execution.memory_bytes)
+                frames = worker.run(task, staged.provide)
+                # The deadline covers the worker, not time spent waiting on a slow reader.
+                while (item := await _next_before(frames, deadline)) is not None:
+                    if isinstance(item, bytes):
+                        sent += len(item)
+                        if sent > limit:
+                            raise _too_large(limit)
+                    yield item
 
 
 def add_to_server(service: UdfService, queries: TaskQueries, server: grpc.aio.Server) -> None:
