@@ -3,7 +3,7 @@
 Start order matters: the worker template is exec'd before any gRPC object exists, so no worker
 can ever inherit gRPC threads or state. Stop order is fixed and idempotent: health goes
 NOT_SERVING and new calls are refused, in-flight calls get ``drain_grace`` seconds, then the
-workers and their template are stopped.
+workers and their template are stopped, and last the metrics endpoint (scrapes see the drain).
 """
 
 from __future__ import annotations
@@ -31,12 +31,13 @@ from tilefn.v1 import (
 
 from ._admin_service import AdminService
 from ._array_service import ArrayService
-from ._config import ServerConfig
+from ._config import ConfigError, ServerConfig
 from ._identity import Identity
 from ._info_service import ServerInfoService
+from ._metrics import Metrics, MetricsEndpoint
 from ._registry_service import RegistryService
 from ._staging import make_catalog
-from ._tls import bind, load
+from ._tls import bind, is_loopback, load
 from ._udf_service import SERVICE as UDF_SERVICE
 from ._udf_service import UdfService, add_to_server
 
@@ -58,7 +59,11 @@ class TilefnServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.pool = WorkerPool(config.pool, on_health=self._pool_health)
+        self.metrics = Metrics(self.pool)
         self.port = 0
+        #: "host:port" of the metrics endpoint once it listens.
+        self.metrics_address = ""
+        self._metrics_endpoint = MetricsEndpoint(self.metrics.registry)
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self._udf: UdfService | None = None
@@ -69,15 +74,21 @@ class TilefnServer:
     async def start(self) -> int:
         """Check the TLS files, start workers, then serve; return the bound port."""
         tls = load(self.config)  # before the pool: a bad setting must not leave workers behind
+        if self.config.metrics_port:  # so is a metrics port in use
+            await self._serve_metrics()
         self.pool.start()
         await self.pool.open()
         limit = self.config.max_request_bytes + RECEIVE_SLACK
-        server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit)])
+        # Without an endpoint nobody could read RPC metrics: spare every call the interceptor.
+        interceptors = [self.metrics.interceptor] if self.config.metrics_port else []
+        server = grpc.aio.server(
+            interceptors=interceptors, options=[("grpc.max_receive_message_length", limit)]
+        )
         self._identity = identity = Identity.open(self.config.store, authenticate=self.config.auth)
         if not self.config.auth:
             log.warning("authentication is OFF (--no-auth): every caller is an anonymous admin")
         catalog = make_catalog(self.config)
-        self._udf = UdfService(self.config, self.pool, catalog, identity)
+        self._udf = UdfService(self.config, self.pool, catalog, identity, self.metrics)
         add_to_server(self._udf, server)
         array_service_pb2_grpc.add_ArrayServiceServicer_to_server(
             ArrayService(catalog, identity), server
@@ -105,6 +116,17 @@ class TilefnServer:
         for name in HEALTH_NAMES:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         return self.port
+
+    async def _serve_metrics(self) -> None:
+        host = self.config.metrics_host or self.config.host
+        try:
+            port = await self._metrics_endpoint.start(host, max(self.config.metrics_port, 0))
+        except OSError as exc:
+            where = f"{host}:{self.config.metrics_port}"
+            raise ConfigError(f"cannot serve metrics on {where}: {exc}") from None
+        self.metrics_address = f"{host}:{port}"
+        if not is_loopback(host):
+            log.warning("metrics on %s are readable by anyone who can reach them", host)
 
     def _pool_health(self, healthy: bool) -> None:
         """Workers can (not) be had: tell load balancers through the health service."""
@@ -134,6 +156,7 @@ class TilefnServer:
         await self.pool.close()
         if self._identity is not None:
             self._identity.close()
+        await self._metrics_endpoint.close()
 
     async def wait(self) -> None:
         """Return once stop() has been called."""
@@ -151,6 +174,9 @@ async def serve(config: ServerConfig) -> None:
         loop.add_signal_handler(sig, stopping.set)
     print(f"tilefn serving on {config.host}:{port}", flush=True)
     log.info("serving on %s:%d with %d ready workers", config.host, port, config.pool.ready_workers)
+    if server.metrics_address:  # after the line above, which scripts wait for
+        print(f"tilefn metrics on http://{server.metrics_address}/metrics", flush=True)
+        log.info("metrics on http://%s/metrics", server.metrics_address)
     await stopping.wait()
     log.info("draining (grace %.0f s)", config.drain_grace)
     await server.stop()

@@ -75,6 +75,14 @@ class ServerConfig:
     pool: PoolConfig = field(default_factory=PoolConfig)
     #: Logging level name.
     log_level: str = "INFO"
+    #: "text" (one readable line per record) or "json" (one JSON object per line, with the
+    #: task id and namespace of the execution a line belongs to).
+    log_format: str = "text"
+    #: Port of the Prometheus endpoint (``GET /metrics``); 0 serves no metrics, -1 picks a free
+    #: port (printed at start).
+    metrics_port: int = 0
+    #: Interface of the metrics endpoint; empty: the same as ``host``.
+    metrics_host: str = ""
 
 
 _SERVER_FLAGS = (
@@ -100,6 +108,9 @@ _SERVER_FLAGS = (
     "max_timeout",
     "drain_grace",
     "log_level",
+    "log_format",
+    "metrics_port",
+    "metrics_host",
 )
 _POOL_FLAGS = (
     "ready_workers",

@@ -18,6 +18,8 @@ from ._arrays import ArrayCatalog
 from ._auth import ArrayAccess, Principal
 from ._config import ServerConfig
 from ._identity import Call, Identity
+from ._logging import bind_task
+from ._metrics import Metrics
 from ._request import Execution, plan_execution
 from ._staging import StagedArrays
 from ._status import (
@@ -45,11 +47,15 @@ class UdfService:
         pool: WorkerPool,
         catalog: ArrayCatalog,
         identity: Identity,
+        metrics: Metrics,
     ) -> None:
         self._config = config
         self._pool = pool
         self._catalog = catalog
         self._identity = identity
+        self._metrics = metrics
+        self._streamed = metrics.result_bytes("ExecuteUdf")
+        self._replied = metrics.result_bytes("CallUdf")
         self.draining = False
 
     @status_mapped
@@ -68,6 +74,7 @@ class UdfService:
                     yield pb.ExecuteUdfResponse(logs=_logs(item))
                 else:
                     yield ipc_response(item)
+                    self._streamed.inc(len(item))
 
     @unary_status_mapped
     async def CallUdf(
@@ -94,6 +101,7 @@ class UdfService:
             error.logs = reply.logs if reply.HasField("logs") else None
             raise error from None
         reply.ipc = b"".join(pieces)
+        self._replied.inc(len(reply.ipc))
         return reply
 
     def _begin(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> Call:
@@ -103,6 +111,7 @@ class UdfService:
         if self.draining:
             raise ServiceError(R.ERROR_REASON_SHUTTING_DOWN, "the server is shutting down")
         principal = self._identity.auth.principal(context)
+        bind_task(task_id, principal.namespace)
         principal.require("run")
         return Call(task_id, method, principal)
 
@@ -133,8 +142,9 @@ class UdfService:
         staged = StagedArrays(self._catalog, self._config, access)
         call.arrays = staged.names
         try:
-            async for item in self._run(execution, request, staged, call.principal, limit):
-                yield item
+            with self._metrics.execution(call.principal.namespace):
+                async for item in self._run(execution, request, staged, call.principal, limit):
+                    yield item
         except TimeoutError:
             raise ServiceError(
                 R.ERROR_REASON_TIMEOUT,
