@@ -25,7 +25,7 @@ import contextlib
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeAlias
 
 import grpc
@@ -206,8 +206,8 @@ class _Site:
         if code is None:
             if error is None:
                 code = OK
-            elif isinstance(error, asyncio.CancelledError):
-                code = grpc.StatusCode.CANCELLED
+            elif isinstance(error, asyncio.CancelledError | GeneratorExit) or context.cancelled():
+                code = grpc.StatusCode.CANCELLED  # GeneratorExit: grpc stopped reading a stream
             else:  # grpc answers an escaped exception with UNKNOWN
                 code = grpc.StatusCode.UNKNOWN
         counter = self._codes.get(code)
@@ -273,13 +273,14 @@ def _timed(site: _Site, behavior: Callable[..., Awaitable[Any]]) -> Callable[...
 
 
 def _timed_stream(
-    site: _Site, behavior: Callable[..., AsyncIterator[Any]]
-) -> Callable[..., AsyncIterator[Any]]:
-    async def timed(request: Any, context: Context) -> AsyncIterator[Any]:
+    site: _Site, behavior: Callable[..., AsyncGenerator[Any, None]]
+) -> Callable[..., AsyncGenerator[Any, None]]:
+    async def timed(request: Any, context: Context) -> AsyncGenerator[Any, None]:
         started, error = time.perf_counter(), None
-        try:
-            async for response in behavior(request, context):
-                yield response
+        try:  # closed here when grpc stops reading, not later by the loop's finalizer
+            async with contextlib.aclosing(behavior(request, context)) as responses:
+                async for response in responses:
+                    yield response
         except BaseException as exc:
             error = exc
             raise
@@ -317,8 +318,12 @@ class MetricsEndpoint:
                 head = await reader.readuntil(b"\r\n\r\n")
             writer.write(self._respond(head.split(b"\r\n", 1)[0].split()))
             await writer.drain()
-        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
-            # A scraper that hung up or sent junk (LimitOverrunError is a ValueError).
+        except (
+            TimeoutError,
+            ConnectionError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+        ) as exc:  # a scraper that hung up, stalled or sent junk
             log.debug("metrics request dropped: %r", exc)
         finally:
             writer.close()
