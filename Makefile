@@ -4,6 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 50051
+# Prometheus metrics of `make run` (docs/operations.md); 0 turns them off.
+METRICS_PORT ?= 9464
 DATA   ?= data
 # strict: refuse to run unless every sandbox layer works (needs root on Linux x86-64);
 # degraded: run with whatever isolation the machine allows (see docs/SECURITY.md).
@@ -49,7 +51,8 @@ run: $(STAMP)
 	@echo
 	@echo "Stop with Ctrl-C (in-flight calls are drained first)."
 	@echo
-	$(PY) -m tilefn.server --host $(HOST) --port $(PORT) --data-root $(DATA) --sandbox $(SANDBOX)
+	$(PY) -m tilefn.server --host $(HOST) --port $(PORT) --data-root $(DATA) --sandbox $(SANDBOX) \
+		--metrics-port $(METRICS_PORT)
 
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest

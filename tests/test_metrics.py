@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -221,5 +223,7 @@ def test_json_logs_carry_the_task(make_server: Callable[..., ServerProcess]) -> 
 
 
 def test_unknown_log_format_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="--log-format must be one of text, json"):
-        ServerProcess(tmp_path, "--log-format", "xml")
+    command = [sys.executable, "-m", "tilefn.server", "--port", "0", "--log-format", "xml"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 1 and result.stdout == ""
+    assert "--log-format must be one of text, json, not 'xml'" in result.stderr
