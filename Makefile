@@ -4,6 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 50051
+# Prometheus metrics of `make run` (docs/operations.md); 0 turns them off.
+METRICS_PORT ?= 9464
 DATA   ?= data
 # The state database (tokens, namespaces, registered UDFs, tasks) and the development token
 # `make run` creates once for user `demo` (every scope but admin; see docs/SECURITY.md).
@@ -55,7 +57,8 @@ run: $(STAMP)
 	@echo "More users and tokens: TILEFN_STORE=$(STORE) $(VENV)/bin/tilefn token create NAME --create-namespace"
 	@echo "Stop with Ctrl-C (in-flight calls are drained first)."
 	@echo
-	$(PY) -m tilefn.server --host $(HOST) --port $(PORT) --data-root $(DATA) --store $(STORE) --sandbox $(SANDBOX)
+	$(PY) -m tilefn.server --host $(HOST) --port $(PORT) --data-root $(DATA) --store $(STORE) \
+		--sandbox $(SANDBOX) --metrics-port $(METRICS_PORT)
 
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest

@@ -3,7 +3,7 @@
 Start order matters: the worker template is exec'd before any gRPC object exists, so no worker
 can ever inherit gRPC threads or state. Stop order is fixed and idempotent: health goes
 NOT_SERVING and new calls are refused, in-flight calls get ``drain_grace`` seconds, then the
-workers and their template are stopped.
+workers and their template are stopped, and last the metrics endpoint (scrapes see the drain).
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -33,14 +35,15 @@ from tilefn.v1 import (
 from ._admin_service import AdminService
 from ._admission import Admission, AdmissionLimits
 from ._array_service import ArrayService
-from ._config import ServerConfig
+from ._config import ConfigError, ServerConfig
 from ._identity import Identity
 from ._info_service import ServerInfoService
+from ._metrics import Metrics, MetricsEndpoint
 from ._registry_service import RegistryService
 from ._staging import make_catalog
 from ._task_service import TaskQueries
 from ._tasks import TaskSettings
-from ._tls import bind, load
+from ._tls import bind, is_loopback, load
 from ._udf_service import SERVICE as UDF_SERVICE
 from ._udf_service import UdfService, add_to_server
 
@@ -64,7 +67,11 @@ class TilefnServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.pool = WorkerPool(config.pool, on_health=self._pool_health)
+        self.metrics = Metrics(self.pool)
         self.port = 0
+        #: "host:port" of the metrics endpoint once it listens.
+        self.metrics_address = ""
+        self._metrics_endpoint = MetricsEndpoint(self.metrics.registry)
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self._udf: UdfService | None = None
@@ -77,11 +84,20 @@ class TilefnServer:
     async def start(self) -> int:
         """Check the TLS files, start workers, then serve; return the bound port."""
         tls = load(self.config)  # before the pool: a bad setting must not leave workers behind
-        self.admission = admission = Admission(AdmissionLimits.from_config(self.config))
+        self.admission = admission = Admission(
+            AdmissionLimits.from_config(self.config),
+            on_change=lambda ns: self.metrics.set_queue_depth(ns, admission.depth(ns)),
+        )
+        if self.config.metrics_port:  # so is a metrics port in use
+            await self._serve_metrics()
         self.pool.start()
         await self.pool.open()
         limit = self.config.max_request_bytes + RECEIVE_SLACK
-        server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit)])
+        # Without an endpoint nobody could read RPC metrics: spare every call the interceptor.
+        interceptors = [self.metrics.interceptor] if self.config.metrics_port else []
+        server = grpc.aio.server(
+            interceptors=interceptors, options=[("grpc.max_receive_message_length", limit)]
+        )
         self._identity = identity = Identity.open(
             self.config.store, task_settings(self.config), authenticate=self.config.auth
         )
@@ -89,7 +105,9 @@ class TilefnServer:
         if not self.config.auth:
             log.warning("authentication is OFF (--no-auth): every caller is an anonymous admin")
         catalog = make_catalog(self.config)
-        self._udf = UdfService(self.config, self.pool, catalog, identity, admission)
+        self._udf = UdfService(
+            self.config, self.pool, catalog, identity, admission=admission, metrics=self.metrics
+        )
         add_to_server(self._udf, TaskQueries(identity), server)
         array_service_pb2_grpc.add_ArrayServiceServicer_to_server(
             ArrayService(catalog, identity), server
@@ -118,6 +136,17 @@ class TilefnServer:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         return self.port
 
+    async def _serve_metrics(self) -> None:
+        host = self.config.metrics_host or self.config.host
+        try:
+            port = await self._metrics_endpoint.start(host, max(self.config.metrics_port, 0))
+        except OSError as exc:
+            where = f"{host}:{self.config.metrics_port}"
+            raise ConfigError(f"cannot serve metrics on {where}: {exc}") from None
+        self.metrics_address = f"{host}:{port}"
+        if not is_loopback(host):
+            log.warning("metrics on %s are readable by anyone who can reach them", host)
+
     def _pool_health(self, healthy: bool) -> None:
         """Workers can (not) be had: tell load balancers through the health service."""
         if self._stopped.is_set():
@@ -129,9 +158,7 @@ class TilefnServer:
         )
         log.warning("worker pool %s", "recovered" if healthy else "unavailable")
         for name in HEALTH_NAMES:
-            task = asyncio.get_running_loop().create_task(self._health.set(name, status))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._in_background(self._health.set(name, status))
 
     async def stop(self, grace: float | None = None) -> None:
         """Drain and stop; safe to call more than once."""
@@ -151,6 +178,7 @@ class TilefnServer:
         await self.pool.close()
         if self._identity is not None:
             self._identity.close()
+        await self._metrics_endpoint.close()
 
     def _start_housekeeping(self, identity: Identity) -> None:
         """Fail the tasks of dead servers and delete expired results: now, then periodically."""
@@ -158,14 +186,30 @@ class TilefnServer:
         if failed:
             log.warning("%d tasks of a server that stopped unexpectedly marked FAILED", failed)
 
+        def count(namespace: str) -> int:
+            identity.writer.flush()  # the new result's record first
+            return identity.store.stored_bytes(namespace)
+
+        async def recount(namespace: str) -> None:
+            total = await asyncio.to_thread(count, namespace)
+            self.metrics.set_stored_bytes(namespace, total)
+
+        identity.tasks.on_stored = lambda namespace: self._in_background(recount(namespace))
+
         async def sweep() -> None:
             while True:
-                removed = await asyncio.to_thread(identity.tasks.sweep)
-                if removed:
-                    log.info("deleted %d expired stored results", removed)
+                removed, forgotten = await asyncio.to_thread(identity.tasks.sweep)
+                if removed or forgotten:
+                    log.info("deleted %d expired results, %d old task records", removed, forgotten)
+                totals = await asyncio.to_thread(identity.store.stored_bytes_by_namespace)
+                self.metrics.set_all_stored_bytes(totals)
                 await asyncio.sleep(SWEEP_SECONDS)
 
-        task = asyncio.get_running_loop().create_task(sweep())
+        self._in_background(sweep())
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` on the loop, holding a reference; it is cancelled at stop."""
+        task = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -180,6 +224,7 @@ def task_settings(config: ServerConfig) -> TaskSettings:
         default_ttl=config.result_ttl,
         max_ttl=config.max_result_ttl,
         quota_bytes=config.result_quota_bytes,
+        retention=config.task_retention,
     )
 
 
@@ -194,6 +239,9 @@ async def serve(config: ServerConfig) -> None:
         loop.add_signal_handler(sig, stopping.set)
     print(f"tilefn serving on {config.host}:{port}", flush=True)
     log.info("serving on %s:%d with %d ready workers", config.host, port, config.pool.ready_workers)
+    if server.metrics_address:  # after the line above, which scripts wait for
+        print(f"tilefn metrics on http://{server.metrics_address}/metrics", flush=True)
+        log.info("metrics on http://%s/metrics", server.metrics_address)
     await stopping.wait()
     log.info("draining (grace %.0f s)", config.drain_grace)
     await server.stop()

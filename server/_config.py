@@ -77,6 +77,8 @@ class ServerConfig:
     max_result_ttl: float = 30 * 86400.0
     #: Bytes of stored results one namespace may keep.
     result_quota_bytes: int = 10 << 30
+    #: Seconds a task's record is kept after it ended (unless its result is still stored).
+    task_retention: float = 7 * 86400.0
     #: Require a bearer token on every call. Off (``--no-auth``) only for isolated development:
     #: every caller is then an anonymous admin.
     auth: bool = True
@@ -96,6 +98,14 @@ class ServerConfig:
     pool: PoolConfig = field(default_factory=PoolConfig)
     #: Logging level name.
     log_level: str = "INFO"
+    #: "text" (one readable line per record) or "json" (one JSON object per line, with the
+    #: task id and namespace of the execution a line belongs to).
+    log_format: str = "text"
+    #: Port of the Prometheus endpoint (``GET /metrics``); 0 serves no metrics, -1 picks a free
+    #: port (printed at start).
+    metrics_port: int = 0
+    #: Interface of the metrics endpoint; empty: the same as ``host``.
+    metrics_host: str = ""
 
 
 _SERVER_FLAGS = (
@@ -105,6 +115,7 @@ _SERVER_FLAGS = (
     "result_ttl",
     "max_result_ttl",
     "result_quota_bytes",
+    "task_retention",
     "data_root",
     "allow_raw_uris",
     "array_memory_budget",
@@ -129,6 +140,9 @@ _SERVER_FLAGS = (
     "max_queued",
     "max_queued_per_namespace",
     "log_level",
+    "log_format",
+    "metrics_port",
+    "metrics_host",
 )
 _POOL_FLAGS = (
     "ready_workers",

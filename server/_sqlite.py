@@ -8,7 +8,6 @@ gets its own connection.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import secrets
@@ -17,17 +16,14 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
+from ._sqlite_tasks import TaskTables
 from ._status import R, ServiceError
 from ._store import (
-    AuditRecord,
     Namespace,
     NamespaceKind,
-    TaskQuery,
-    TaskRecord,
     TokenRecord,
     UdfDraft,
     UdfQuery,
@@ -129,6 +125,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX tasks_namespace ON tasks (namespace, created_at)",
         "CREATE INDEX tasks_status ON tasks (status)",
         "CREATE INDEX tasks_expiry ON tasks (result_expires_at) WHERE result_path != ''",
+        "CREATE INDEX tasks_finished ON tasks (finished_at)",
     ),
 )
 TOKEN_PREFIX = "tfn"
@@ -148,7 +145,7 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-class SqliteStore:
+class SqliteStore(TaskTables):
     """``Store`` on one SQLite file; see the module docstring."""
 
     def __init__(self, path: str | Path) -> None:
@@ -482,119 +479,6 @@ class SqliteStore:
             ).fetchone()
             db.execute("DELETE FROM udfs WHERE namespace = ? AND name = ?", (namespace, name))
         return int(count)
-
-    # audit
-
-    def add_audit(self, records: Sequence[AuditRecord]) -> None:
-        with self._write() as db:
-            db.executemany(
-                "INSERT INTO audit (task_id, namespace, token_id, method, udf, arrays, "
-                "started_at, duration, outcome, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        r.task_id,
-                        r.namespace,
-                        r.token_id,
-                        r.method,
-                        r.udf,
-                        json.dumps(r.arrays),
-                        r.started_at,
-                        r.duration,
-                        r.outcome,
-                        r.reason,
-                    )
-                    for r in records
-                ],
-            )
-
-    # tasks and stored results
-
-    def save_tasks(self, records: Sequence[TaskRecord]) -> None:
-        marks = ", ".join("?" * len(dataclasses.fields(TaskRecord)))
-        with self._write() as db:
-            db.executemany(
-                f"INSERT OR REPLACE INTO tasks ({TASK_COLUMNS}) VALUES ({marks})",
-                [
-                    tuple(json.dumps(v) if isinstance(v, tuple) else v for v in astuple(r))
-                    for r in records
-                ],
-            )
-
-    def task(self, task_id: str) -> TaskRecord | None:
-        row = (
-            self._db()
-            .execute(f"SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,))
-            .fetchone()
-        )
-        return _task(row) if row else None
-
-    def tasks(self, query: TaskQuery) -> list[TaskRecord]:
-        where, values = ["created_at >= ?"], [query.created_after]  # type: tuple[list[str], list[Any]]
-        if query.namespaces is not None:
-            where.append(f"namespace IN ({','.join('?' * len(query.namespaces))})")
-            values += sorted(query.namespaces)
-        if query.status:
-            where.append("status = ?")
-            values.append(query.status)
-        if query.udf:
-            where.append("(udf = ? OR udf LIKE ? ESCAPE '\\')")
-            escaped = query.udf.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            values += [query.udf, f"{escaped}@%"]
-        if query.before is not None:
-            where.append("(created_at, task_id) < (?, ?)")
-            values += list(query.before)
-        rows = self._db().execute(
-            f"SELECT {TASK_COLUMNS} FROM tasks WHERE {' AND '.join(where)} "
-            "ORDER BY created_at DESC, task_id DESC LIMIT ?",
-            (*values, query.limit),
-        )
-        return [_task(row) for row in rows]
-
-    def unfinished_tasks(self) -> list[TaskRecord]:
-        rows = self._db().execute(
-            f"SELECT {TASK_COLUMNS} FROM tasks WHERE status IN ('QUEUED', 'RUNNING')"
-        )
-        return [_task(row) for row in rows]
-
-    def expired_results(self, now: float) -> list[TaskRecord]:
-        rows = self._db().execute(
-            f"SELECT {TASK_COLUMNS} FROM tasks WHERE result_path != '' AND result_expires_at <= ?",
-            (now,),
-        )
-        return [_task(row) for row in rows]
-
-    def stored_bytes(self, namespace: str) -> int:
-        (total,) = (
-            self._db()
-            .execute(
-                "SELECT coalesce(sum(result_bytes), 0) FROM tasks "
-                "WHERE namespace = ? AND result_path != ''",
-                (namespace,),
-            )
-            .fetchone()
-        )
-        return int(total)
-
-    def audit(self, namespace: str, limit: int) -> list[AuditRecord]:
-        rows = self._db().execute(
-            "SELECT task_id, namespace, token_id, method, udf, arrays, started_at, duration, "
-            "outcome, reason FROM audit WHERE ? IN ('', namespace) ORDER BY id DESC LIMIT ?",
-            (namespace, limit),
-        )
-        return [
-            AuditRecord(*row[:5], tuple(json.loads(row[5])), *row[6:])  # type: ignore[call-arg]
-            for row in rows
-        ]
-
-
-TASK_COLUMNS = ", ".join(f.name for f in dataclasses.fields(TaskRecord))
-
-
-def _task(row: Any) -> TaskRecord:
-    values = dict(zip((f.name for f in dataclasses.fields(TaskRecord)), row, strict=True))
-    values["arrays"] = tuple(json.loads(values["arrays"]))
-    values["logs_truncated"] = bool(values["logs_truncated"])
-    return TaskRecord(**values)
 
 
 TOKEN_COLUMNS = (

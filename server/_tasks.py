@@ -19,6 +19,7 @@ import dataclasses
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,8 @@ class TaskSettings:
     default_ttl: float = 86400.0
     max_ttl: float = 30 * 86400.0
     quota_bytes: int = 10 << 30
+    #: How long the record of a task without a stored result is kept after it ended.
+    retention: float = 7 * 86400.0
 
 
 @dataclass
@@ -80,6 +83,8 @@ class Tasks:
         self._writer = writer
         self.settings = settings
         self._live: dict[str, LiveTask] = {}
+        #: Called with a namespace whose stored results changed (metrics).
+        self.on_stored: Callable[[str], None] | None = None
 
     # lifecycle
 
@@ -124,8 +129,10 @@ class Tasks:
         """Record the final state and wake whoever waits for it."""
         if task_id not in self._live:
             return
-        self.update(task_id, status=status, finished_at=time.time(), **changes)
+        record = self.update(task_id, status=status, finished_at=time.time(), **changes)
         self._live.pop(task_id).done.set()
+        if record.result_path and self.on_stored is not None:
+            self.on_stored(record.namespace)
 
     # queries
 
@@ -209,15 +216,17 @@ class Tasks:
             self._store.save_tasks(failed)
         return len(failed)
 
-    def sweep(self) -> int:
-        """Delete the stored results whose time-to-live has ended; return how many."""
-        expired = self._store.expired_results(time.time())
+    def sweep(self) -> tuple[int, int]:
+        """Delete the stored results whose time-to-live has ended, and the records of tasks
+        past their retention; return how many of each."""
+        now = time.time()
+        expired = self._store.expired_results(now)
         for task in expired:
             with contextlib.suppress(FileNotFoundError):
                 Path(task.result_path).unlink()
         if expired:
             self._store.save_tasks([dataclasses.replace(t, result_path="") for t in expired])
-        return len(expired)
+        return len(expired), self._store.forget_tasks(now - self.settings.retention)
 
     def ttl(self, requested: float) -> float:
         if requested > self.settings.max_ttl:

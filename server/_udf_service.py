@@ -22,6 +22,8 @@ from ._arrays import ArrayCatalog
 from ._auth import ArrayAccess
 from ._config import ServerConfig
 from ._identity import Call, Identity
+from ._logging import bind_task
+from ._metrics import Metrics
 from ._request import Execution, plan_execution
 from ._results import ResultSink, read_whole
 from ._staging import StagedArrays
@@ -51,7 +53,9 @@ class UdfService:
         pool: WorkerPool,
         catalog: ArrayCatalog,
         identity: Identity,
+        *,
         admission: Admission,
+        metrics: Metrics,
     ) -> None:
         self._config = config
         self._pool = pool
@@ -60,6 +64,9 @@ class UdfService:
         self._tasks = identity.tasks
         self._submitted: set[asyncio.Task[None]] = set()
         self._admission = admission
+        self._metrics = metrics
+        self._streamed = metrics.result_bytes("ExecuteUdf")
+        self._replied = metrics.result_bytes("CallUdf")
         self.draining = False
 
     @status_mapped
@@ -78,6 +85,7 @@ class UdfService:
                     yield pb.ExecuteUdfResponse(logs=_logs(item))
                 else:
                     yield ipc_response(item)
+                    self._streamed.inc(len(item))
 
     @unary_status_mapped
     async def CallUdf(
@@ -104,6 +112,7 @@ class UdfService:
             error.logs = reply.logs if reply.HasField("logs") else None
             raise error from None
         reply.ipc = b"".join(pieces)
+        self._replied.inc(len(reply.ipc))
         return reply
 
     @unary_status_mapped
@@ -143,6 +152,7 @@ class UdfService:
         if self.draining:
             raise ServiceError(R.ERROR_REASON_SHUTTING_DOWN, "the server is shutting down")
         principal = self._identity.auth.principal(context)
+        bind_task(task_id, principal.namespace)
         principal.require("run")
         return Call(task_id, method, principal)
 
@@ -219,15 +229,16 @@ class UdfService:
         staged = StagedArrays(self._catalog, self._config, access)
         call.arrays = staged.names
         try:
-            async for item in self._run(execution, request, staged, call, limit):
-                if isinstance(item, bytes):
-                    if call.sink is not None:
-                        await call.sink.write(item)
-                elif isinstance(item, TaskSummary):
-                    call.summary = item
-                else:
-                    call.logs = item
-                yield item
+            with self._metrics.execution(call.principal.namespace):
+                async for item in self._run(execution, request, staged, call, limit):
+                    if isinstance(item, bytes):
+                        if call.sink is not None:
+                            await call.sink.write(item)
+                    elif isinstance(item, TaskSummary):
+                        call.summary = item
+                    else:
+                        call.logs = item
+                    yield item
         except TimeoutError:
             raise ServiceError(
                 R.ERROR_REASON_TIMEOUT,

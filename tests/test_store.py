@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -140,3 +141,21 @@ def test_store_may_be_given_after_the_command(tmp_path: Path) -> None:
         assert reopened.namespace("zed") is not None
     finally:
         reopened.close()
+
+
+def test_old_task_records_are_forgotten_unless_their_result_is_kept(tmp_path: Path) -> None:
+    from tilefn.server._store import TaskRecord
+
+    store = SqliteStore(tmp_path / "store.sqlite3")
+    try:
+        old = TaskRecord("a", "ns", "t", "CallUdf", "x", (), "SUCCEEDED", "h:1:2", 1.0, 1.0, 2.0)
+        kept = dataclasses.replace(old, task_id="b", result_path="/r/b.arrows", result_bytes=7)
+        running = dataclasses.replace(old, task_id="c", status="RUNNING", finished_at=None)
+        new = dataclasses.replace(old, task_id="d", finished_at=time.time())
+        store.save_tasks([old, kept, running, new])
+        assert store.forget_tasks(time.time() - 60) == 1
+        assert store.task("a") is None
+        assert all(store.task(i) for i in "bcd")
+        assert store.stored_bytes_by_namespace() == {"ns": 7}
+    finally:
+        store.close()
