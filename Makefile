@@ -79,8 +79,10 @@ bench: $(BENCH_STAMP)
 # constant-rate run, then a saturation search. See docs/PERFORMANCE.md, "Load test".
 LOADTEST_FLAGS ?= --rate 50 --duration 20 --saturate --start-rate 30 --step-duration 4 --timeout 5
 .PHONY: loadtest
+# Against a `make run` server: its development token unless TILEFN_TOKEN is set.
 loadtest: $(STAMP)
-	$(PY) -m loadtest --target $(HOST):$(PORT) --out loadtest/out $(LOADTEST_FLAGS)
+	TILEFN_TOKEN="$${TILEFN_TOKEN:-$$(cat $(DEV_TOKEN) 2>/dev/null)}" \
+		$(PY) -m loadtest --target $(HOST):$(PORT) --out loadtest/out $(LOADTEST_FLAGS)
 
 protos: $(STAMP)
 	$(PY) scripts/genprotos.py
