@@ -31,7 +31,7 @@ from ._exceptions import (
 from ._registry import UdfInfo
 from ._request import Options, Registered, Source
 from ._result import AsyncResultStream, Logs, ResultStream, Summary
-from ._tasks import StoredResult, TaskFailedError, TaskHandle, TaskInfo
+from ._tasks import AsyncTaskHandle, StoredResult, TaskFailedError, TaskHandle, TaskInfo
 
 __all__ = [
     "AlreadyExistsError",
@@ -39,6 +39,7 @@ __all__ = [
     "ArrayRead",
     "AsyncClient",
     "AsyncResultStream",
+    "AsyncTaskHandle",
     "AuthenticationError",
     "CancelledError",
     "Client",

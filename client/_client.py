@@ -28,7 +28,7 @@ from ._exceptions import from_rpc_error
 from ._registry_calls import AsyncRegistryCalls, RegistryCalls
 from ._request import Options, Udf, build_request
 from ._result import AsyncResultStream, ResultStream, decode_ipc
-from ._task_calls import TaskCalls
+from ._task_calls import AsyncTaskCalls, TaskCalls
 
 DEFAULT_CHANNEL_OPTIONS: ChannelOptions = (("grpc.max_receive_message_length", 16 << 20),)
 #: Seconds a registry or catalog call may take.
@@ -234,7 +234,7 @@ class Client(TaskCalls, RegistryCalls, _ClientBase):
         self.close()
 
 
-class AsyncClient(AsyncRegistryCalls, _ClientBase):
+class AsyncClient(AsyncTaskCalls, AsyncRegistryCalls, _ClientBase):
     """The asyncio tilefn client; same constructor and methods as :class:`Client`, awaited."""
 
     def __init__(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -13,10 +13,23 @@ from tilefn.v1 import udf_service_pb2 as pb
 
 from ._exceptions import from_rpc_error
 from ._request import Udf
-from ._result import Logs, ResultStream
-from ._tasks import STATUS_NAMES, TaskHandle, TaskInfo
+from ._result import AsyncResultStream, Logs, ResultStream
+from ._tasks import STATUS_NAMES, AsyncTaskHandle, TaskHandle, TaskInfo
 
 STATUS_VALUES = {name: value for value, name in STATUS_NAMES.items()}
+
+
+def list_request(
+    status: str | None, udf: str, since: datetime | None, namespace: str
+) -> pb.ListTasksRequest:
+    request = pb.ListTasksRequest(udf=udf, namespace=namespace)
+    if status is not None:
+        request.status = STATUS_VALUES[status.upper()]  # type: ignore[assignment]
+    if since is not None:
+        stamp = timestamp_pb2.Timestamp()
+        stamp.FromDatetime(since)
+        request.created_after.CopyFrom(stamp)
+    return request
 
 
 class TaskCalls:
@@ -50,13 +63,7 @@ class TaskCalls:
     ) -> list[TaskInfo]:
         """This caller's tasks, newest first: filter by status ("RUNNING"...), UDF ("ns/name"
         or "ns/name@N"), creation time and namespace; at most ``limit``."""
-        request = pb.ListTasksRequest(udf=udf, namespace=namespace)
-        if status is not None:
-            request.status = STATUS_VALUES[status.upper()]  # type: ignore[assignment]
-        if since is not None:
-            stamp = timestamp_pb2.Timestamp()
-            stamp.FromDatetime(since)
-            request.created_after.CopyFrom(stamp)
+        request = list_request(status, udf, since, namespace)
         found: list[TaskInfo] = []
         while limit is None or len(found) < limit:
             page = self._unary(self._udf.ListTasks, request)
@@ -87,6 +94,64 @@ class TaskCalls:
         request = pb.GetTaskLogsRequest(task_id=task_id, follow=follow)
         try:
             reply = self._udf.GetTaskLogs(request, metadata=self._metadata)  # no deadline: follow
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return Logs(reply.text, reply.total_bytes, reply.truncated)
+
+
+class AsyncTaskCalls:
+    """The same methods for AsyncClient, awaited (see ``TaskCalls`` for each)."""
+
+    _udf: Any
+    _metadata: tuple[tuple[str, str], ...]
+    _unary: Callable[[Callable[..., Any], Any], Awaitable[Any]]
+    _request: Callable[..., pb.ExecuteUdfRequest]
+
+    async def submit(self, fn: Udf, /, *args: Any, **kwargs: Any) -> AsyncTaskHandle:
+        request = self._request(fn, args, kwargs)
+        reply = await self._unary(self._udf.SubmitUdf, request)
+        return AsyncTaskHandle(self, TaskInfo.from_proto(reply))
+
+    async def task(self, task_id: str) -> TaskInfo:
+        reply = await self._unary(self._udf.GetTask, pb.GetTaskRequest(task_id=task_id))
+        return TaskInfo.from_proto(reply)
+
+    async def tasks(
+        self,
+        *,
+        status: str | None = None,
+        udf: str = "",
+        since: datetime | None = None,
+        namespace: str = "",
+        limit: int | None = None,
+    ) -> list[TaskInfo]:
+        request = list_request(status, udf, since, namespace)
+        found: list[TaskInfo] = []
+        while limit is None or len(found) < limit:
+            page = await self._unary(self._udf.ListTasks, request)
+            found += [TaskInfo.from_proto(t) for t in page.tasks]
+            if not page.next_page_token:
+                break
+            request.page_token = page.next_page_token
+        return found if limit is None else found[:limit]
+
+    async def cancel(self, task_id: str) -> TaskInfo:
+        reply = await self._unary(self._udf.CancelTask, pb.CancelTaskRequest(task_id=task_id))
+        return TaskInfo.from_proto(reply)
+
+    def fetch_stream(self, task_id: str) -> AsyncResultStream:
+        call = self._udf.FetchResult(
+            pb.FetchResultRequest(task_id=task_id), metadata=self._metadata
+        )
+        return AsyncResultStream(call)
+
+    async def fetch(self, task_id: str) -> Any:
+        return await self.fetch_stream(task_id).value()
+
+    async def task_logs(self, task_id: str, *, follow: bool = False) -> Logs:
+        request = pb.GetTaskLogsRequest(task_id=task_id, follow=follow)
+        try:
+            reply = await self._udf.GetTaskLogs(request, metadata=self._metadata)
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         return Logs(reply.text, reply.total_bytes, reply.truncated)

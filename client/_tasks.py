@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -146,3 +147,43 @@ class TaskHandle:
 
     def __repr__(self) -> str:
         return f"TaskHandle({self.task_id!r}, status={self.info.status!r})"
+
+
+class AsyncTaskHandle:
+    """The asyncio form of :class:`TaskHandle` (from ``AsyncClient.submit``); ``status()`` is
+    a coroutine here, since it asks the server."""
+
+    def __init__(self, client: Any, task: TaskInfo) -> None:
+        self._client = client
+        self.task_id = task.task_id
+        self.info = task
+
+    async def status(self) -> str:
+        self.info = await self._client.task(self.task_id)
+        return self.info.status
+
+    async def wait(self, timeout: float | None = None) -> TaskInfo:
+        """Wait until the task ends (polling, 20 ms growing to 1 s)."""
+        async with asyncio.timeout(timeout):
+            pause = 0.02
+            while await self.status() not in FINAL:
+                await asyncio.sleep(pause)
+                pause = min(pause * 1.5, 1.0)
+        return self.info
+
+    async def result(self, timeout: float | None = None) -> Any:
+        task = await self.wait(timeout)
+        if task.status != "SUCCEEDED":
+            raise TaskFailedError(task)
+        return await self._client.fetch(self.task_id)
+
+    async def cancel(self) -> TaskInfo:
+        self.info = await self._client.cancel(self.task_id)
+        return self.info
+
+    async def logs(self, *, follow: bool = False) -> Logs:
+        logs: Logs = await self._client.task_logs(self.task_id, follow=follow)
+        return logs
+
+    def __repr__(self) -> str:
+        return f"AsyncTaskHandle({self.task_id!r}, status={self.info.status!r})"

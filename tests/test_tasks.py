@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from tilefn.client import (
+    AsyncClient,
     Client,
     InvalidRequestError,
     NotFoundError,
@@ -217,3 +219,20 @@ def test_drain_cancels_and_records_what_outlives_the_grace(
         assert client.fetch(quick.task_id) == 1
         task = client.task(stuck.task_id)
     assert (task.status, task.error_reason) == ("CANCELLED", "ERROR_REASON_TASK_CANCELLED")
+
+
+def test_async_client_tasks(server: ServerProcess) -> None:
+    async def scenario() -> tuple[int, str, str, list[str], str]:
+        async with AsyncClient(server.address) as client:
+            handle = await client.submit(lambda: print("hi") or 6)
+            value = await handle.result(timeout=60)
+            logs = await handle.logs()
+            stuck = await client.submit(slow, 60, 0)
+            while await stuck.status() != "RUNNING":
+                await asyncio.sleep(0.02)
+            cancelled = await stuck.cancel()
+            listed = [t.task_id for t in await client.tasks(limit=20)]
+            return value, logs.text, cancelled.status, listed, handle.task_id
+
+    value, text, status, listed, task_id = asyncio.run(scenario())
+    assert (value, text, status) == (6, "hi\n", "CANCELLED") and task_id in listed
