@@ -75,7 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     tasks.set_defaults(run=_tasks)
     logs = commands.add_parser("logs", help="print what a task's UDF printed")
     logs.add_argument("task_id")
-    logs.add_argument("-f", "--follow", action="store_true", help="wait for the task to end")
+    logs.add_argument(
+        "-f", "--follow", action="store_true", help="print the output as it comes, to the end"
+    )
     _connection_flags(logs)
     logs.set_defaults(run=_logs)
     return parser
@@ -128,7 +130,12 @@ def _tasks(options: argparse.Namespace) -> int:
 def _logs(options: argparse.Namespace) -> int:
     with _connect(options) as client:
         try:
-            logs = client.task_logs(options.task_id, follow=options.follow)
+            if options.follow:  # as it is printed
+                for text in client.follow_logs(options.task_id):
+                    sys.stdout.write(text)
+                    sys.stdout.flush()
+                return 0
+            logs = client.task_logs(options.task_id)
         except TilefnError as exc:
             print(f"tilefn: {exc}", file=sys.stderr)
             return 1

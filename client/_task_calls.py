@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +30,14 @@ def list_request(
         stamp.FromDatetime(since)
         request.created_after.CopyFrom(stamp)
     return request
+
+
+def joined(messages: list[pb.TaskLogs]) -> Logs:
+    """One Logs from a GetTaskLogs stream (the output in order, then its total)."""
+    text = "".join(m.text for m in messages)
+    total = messages[-1].total_bytes if messages else 0
+    truncated = any(m.truncated for m in messages) or total > len(text.encode())
+    return Logs(text, total, truncated)
 
 
 class TaskCalls:
@@ -90,13 +98,24 @@ class TaskCalls:
         return self.fetch_stream(task_id).value()
 
     def task_logs(self, task_id: str, *, follow: bool = False) -> Logs:
-        """What a task's UDF printed; ``follow`` waits for a running task to end."""
+        """What a task's UDF printed (so far); ``follow`` waits for a running task to end and
+        returns its final logs."""
+        if follow:
+            for _ in self._log_messages(task_id, True):
+                pass
+        return joined(list(self._log_messages(task_id, False)))
+
+    def follow_logs(self, task_id: str) -> Iterator[str]:
+        """A running task's output as it is printed, until the task ends (then what is left)."""
+        for message in self._log_messages(task_id, True):
+            yield message.text
+
+    def _log_messages(self, task_id: str, follow: bool) -> Iterator[pb.TaskLogs]:
         request = pb.GetTaskLogsRequest(task_id=task_id, follow=follow)
-        try:
-            reply = self._udf.GetTaskLogs(request, metadata=self._metadata)  # no deadline: follow
+        try:  # no deadline: following lasts as long as the task
+            yield from self._udf.GetTaskLogs(request, metadata=self._metadata)
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
-        return Logs(reply.text, reply.total_bytes, reply.truncated)
 
 
 class AsyncTaskCalls:
@@ -149,9 +168,19 @@ class AsyncTaskCalls:
         return await self.fetch_stream(task_id).value()
 
     async def task_logs(self, task_id: str, *, follow: bool = False) -> Logs:
+        if follow:
+            async for _ in self._log_messages(task_id, True):
+                pass
+        return joined([m async for m in self._log_messages(task_id, False)])
+
+    async def follow_logs(self, task_id: str) -> AsyncIterator[str]:
+        async for message in self._log_messages(task_id, True):
+            yield message.text
+
+    async def _log_messages(self, task_id: str, follow: bool) -> AsyncIterator[pb.TaskLogs]:
         request = pb.GetTaskLogsRequest(task_id=task_id, follow=follow)
         try:
-            reply = await self._udf.GetTaskLogs(request, metadata=self._metadata)
+            async for message in self._udf.GetTaskLogs(request, metadata=self._metadata):
+                yield message
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
-        return Logs(reply.text, reply.total_bytes, reply.truncated)

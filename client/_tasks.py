@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -141,9 +142,14 @@ class TaskHandle:
         return self.info
 
     def logs(self, *, follow: bool = False) -> Logs:
-        """What the UDF printed; ``follow`` waits for the task to end first."""
+        """What the UDF printed (so far); ``follow`` waits for the task to end first."""
         logs: Logs = self._client.task_logs(self.task_id, follow=follow)
         return logs
+
+    def follow(self) -> Iterator[str]:
+        """The UDF's output as it is printed, until the task ends."""
+        chunks: Iterator[str] = self._client.follow_logs(self.task_id)
+        return chunks
 
     def __repr__(self) -> str:
         return f"TaskHandle({self.task_id!r}, status={self.info.status!r})"
@@ -184,6 +190,11 @@ class AsyncTaskHandle:
     async def logs(self, *, follow: bool = False) -> Logs:
         logs: Logs = await self._client.task_logs(self.task_id, follow=follow)
         return logs
+
+    def follow(self) -> AsyncIterator[str]:
+        """The UDF's output as it is printed, until the task ends."""
+        chunks: AsyncIterator[str] = self._client.follow_logs(self.task_id)
+        return chunks
 
     def __repr__(self) -> str:
         return f"AsyncTaskHandle({self.task_id!r}, status={self.info.status!r})"

@@ -17,12 +17,13 @@ from ._errors import (
 )
 from ._pool import PoolConfig, PoolStats, WorkerPool
 from ._protocol import ArgSpec, TaskSpec, UdfKind
-from ._worker import ArrayBatch, BatchProvider, TaskLogs, TaskSummary, WorkerHandle
+from ._worker import ArrayBatch, BatchProvider, LogPart, TaskLogs, TaskSummary, WorkerHandle
 
 __all__ = [
     "ArgSpec",
     "ArrayBatch",
     "BatchProvider",
+    "LogPart",
     "PoolClosedError",
     "PoolConfig",
     "PoolStats",

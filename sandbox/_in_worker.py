@@ -12,11 +12,13 @@ import io
 import math
 import os
 import resource
+import select
 import signal
 import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -35,19 +37,30 @@ from ._protocol import (
 
 #: A worker whose peak memory passed this is retired after its task rather than reused.
 RETIRE_RSS_BYTES = 1 << 30
+#: Output printed while a UDF runs reaches the server at most this often (LOG_PART frames).
+PART_SECONDS = 0.2
+LOG_PART = FrameType.LOG_PART
 
 
 class LogTail(io.TextIOBase):
-    """Stands in for sys.stdout/sys.stderr: keeps the last ``limit`` bytes printed, counts all.
+    """Stands in for sys.stdout/sys.stderr: keeps the last ``limit`` bytes printed, counts all,
+    and passes new output to ``send_part`` (a LOG_PART frame) at most every ``PART_SECONDS``.
 
-    Printing never blocks or fails, however much a UDF prints; the memory held stays below
-    twice the limit.
+    Printing never blocks or fails, however much a UDF prints: a part is only sent when the
+    channel has room (``send_part`` returns False otherwise and the output waits for the next
+    one); the memory held stays below four times the limit.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, send_part: Callable[[bytes], bool] | None = None) -> None:
         self.limit = limit
         self.kept = bytearray()
         self.total = 0
+        self._send_part = send_part
+        self._unsent = bytearray()
+        self._next_part = 0.0
+        #: Parts go out from the task's own thread only, between its DATA frames: a UDF's
+        #: other threads must never interleave bytes with a frame being sent.
+        self._sender = threading.get_ident()
 
     def write(self, text: str) -> int:
         data = text.encode("utf-8", "replace")
@@ -55,7 +68,26 @@ class LogTail(io.TextIOBase):
         self.kept += data[-self.limit :] if self.limit else b""
         if len(self.kept) > 2 * self.limit:
             del self.kept[: len(self.kept) - self.limit]
+        if self._send_part is not None and self.limit:
+            self._part(data)
         return len(text)
+
+    def _part(self, data: bytes) -> None:
+        self._unsent += data[-self.limit :]
+        if len(self._unsent) > 2 * self.limit:
+            del self._unsent[: len(self._unsent) - self.limit]
+        if time.monotonic() >= self._next_part:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send what was printed since the last part now (``print(..., flush=True)``), if the
+        channel has room; otherwise it goes with the next part or the final logs."""
+        if self._send_part is None or not self._unsent or threading.get_ident() != self._sender:
+            return
+        self._next_part = time.monotonic() + PART_SECONDS
+        frame = logs_frame(self.total, bytes(self._unsent[-self.limit :]), LOG_PART)
+        if self._send_part(frame):
+            self._unsent.clear()
 
     def writable(self) -> bool:
         return True
@@ -146,7 +178,7 @@ def _serve(channel: socket.socket, task: TaskSpec, tidy: Tidy) -> None:
     """Run one task and report how it ended (with what it printed)."""
     started, cpu_started = time.perf_counter(), time.process_time()
     _limit_cpu(task.cpu_seconds)
-    captured = LogTail(task.max_log_bytes)
+    captured = LogTail(task.max_log_bytes, functools.partial(_send_if_room, channel))
     sys.stdout = sys.stderr = captured
     tail = b""
     try:
@@ -163,6 +195,15 @@ def _serve(channel: socket.socket, task: TaskSpec, tidy: Tidy) -> None:
     body["peak_memory_bytes"] = _peak_memory()
     body["retire"] = tidy() or task.cpu_seconds > 0
     channel.sendall(tail + captured.frame() + control_frame(kind, body))
+
+
+def _send_if_room(channel: socket.socket, frame: bytes) -> bool:
+    """Send a small frame only if the channel has room now (a Unix socket reports writable
+    while under a quarter of its buffer is used), so that printing never waits."""
+    if not select.select([], [channel], [], 0)[1]:
+        return False
+    channel.sendall(frame)
+    return True
 
 
 def _run(channel: socket.socket, task: TaskSpec) -> tuple[dict[str, object], bytes]:

@@ -8,6 +8,8 @@ Data flow (one worker, one task at a time)::
       |  <-- DATA   raw Arrow IPC bytes (<= max_chunk_bytes each; concatenated = one IPC stream)
       |  <-- NEXT   {stream}  (a UDF iterating a batched array read asks for the next block)
       |  --> BATCH  array descriptor + memfds, or END when the stream is exhausted
+      |  <-- LOG_PART u64 bytes printed so far | output new since the last part (while running;
+      |             at most every 0.2 s, only when the channel has room: never blocks a print)
       |  <-- LOGS   u64 bytes printed | the last bytes printed (only when the UDF printed)
       |  <-- DONE   {rows, batches, ipc_bytes, wall_seconds, cpu_seconds, peak_memory_bytes}
       |      or FAILED {reason, message, exception_type, traceback, metadata}
@@ -65,6 +67,7 @@ class FrameType(enum.IntEnum):
     BATCH = 7  # parent -> worker: an array descriptor (JSON), its memfds attached
     END = 8  # parent -> worker: the stream has no more batches
     LOGS = 9  # worker -> parent: u64 bytes printed, then the last of them (before DONE/FAILED)
+    LOG_PART = 10  # worker -> parent, while the UDF runs: u64 bytes printed so far, new bytes
 
 
 @dataclass(frozen=True)
@@ -142,11 +145,10 @@ def decode_task(payload: memoryview, fds: tuple[int, ...] = ()) -> TaskSpec:
     )
 
 
-def logs_frame(total: int, tail: bytes) -> bytes:
-    """Encode a LOGS frame: how many bytes the UDF printed and the last of them."""
-    return (
-        HEADER.pack(FrameType.LOGS, LOGS_HEADER.size + len(tail)) + LOGS_HEADER.pack(total) + tail
-    )
+def logs_frame(total: int, tail: bytes, kind: FrameType = FrameType.LOGS) -> bytes:
+    """Encode a LOGS frame (how many bytes the UDF printed and the last of them) or a LOG_PART
+    frame (how many so far and the ones new since the previous part)."""
+    return HEADER.pack(kind, LOGS_HEADER.size + len(tail)) + LOGS_HEADER.pack(total) + tail
 
 
 def control_frame(kind: FrameType, body: dict[str, object]) -> bytes:

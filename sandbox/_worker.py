@@ -86,6 +86,26 @@ class TaskLogs:
         return cls(tail.decode("utf-8", "replace"), total, total > len(tail))
 
 
+@dataclass(frozen=True)
+class LogPart:
+    """Output a running task printed since its previous part: bytes ``total - len(data)`` to
+    ``total`` of everything it printed (earlier unsent output beyond the log limit is lost)."""
+
+    data: bytes
+    total: int
+
+    @classmethod
+    def decode(cls, payload: bytes, limit: int) -> LogPart:
+        """Check and decode a LOG_PART frame's payload (untrusted: sizes are checked first)."""
+        if len(payload) < LOGS_HEADER.size or len(payload) - LOGS_HEADER.size > limit:
+            raise ProtocolViolationError("LOG_PART frame larger than the task's log limit")
+        (total,) = LOGS_HEADER.unpack_from(payload)
+        data = bytes(payload[LOGS_HEADER.size :])
+        if total < len(data):
+            raise ProtocolViolationError("LOG_PART frame claims fewer bytes than it carries")
+        return cls(data, total)
+
+
 class WorkerHandle:
     """A live worker process, seen from the parent."""
 
@@ -128,8 +148,9 @@ class WorkerHandle:
 
     async def run(
         self, task: TaskSpec, provide: BatchProvider | None = None
-    ) -> AsyncIterator[bytes | TaskLogs | TaskSummary]:
-        """Run one task: yield the result's IPC bytes as they come, its logs, then its summary.
+    ) -> AsyncIterator[bytes | LogPart | TaskLogs | TaskSummary]:
+        """Run one task: yield the result's IPC bytes and output printed so far (LogPart) as
+        they come, then all its logs, then its summary.
 
         ``provide`` serves the worker's requests for blocks of batched array reads.
         """
@@ -144,25 +165,33 @@ class WorkerHandle:
                 await loop.sock_sendall(self._channel, buffer)
         while True:
             kind, payload = await self._read_frame(_frame_limit(task))
-            if kind == FrameType.DATA:
-                if len(payload) > task.max_chunk_bytes:
-                    raise ProtocolViolationError("DATA frame larger than the chunk limit")
-                yield payload
-            elif kind == FrameType.LOGS:
-                yield TaskLogs.decode(payload, task.max_log_bytes)
-            elif kind == FrameType.DONE:
-                body = _json(payload)
-                self.retire_requested = body.get("retire") is True
-                yield _summary(body)
-                return
-            elif kind == FrameType.FAILED:
-                body = _json(payload)
-                self.retire_requested = body.get("retire") is True
-                raise _failure(body)
-            elif kind == FrameType.NEXT and provide is not None:
+            if kind == FrameType.NEXT and provide is not None:
                 await self._send_batch(provide, _json(payload).get("stream"))
-            else:
-                raise ProtocolViolationError(f"unexpected frame type {kind} during a task")
+                continue
+            item = self._item(kind, payload, task)
+            yield item
+            if isinstance(item, TaskSummary):
+                return
+
+    def _item(
+        self, kind: int, payload: bytes, task: TaskSpec
+    ) -> bytes | LogPart | TaskLogs | TaskSummary:
+        """What one frame of a running task means; raises for FAILED and unexpected frames."""
+        if kind == FrameType.DATA:
+            if len(payload) > task.max_chunk_bytes:
+                raise ProtocolViolationError("DATA frame larger than the chunk limit")
+            return payload
+        if kind == FrameType.LOG_PART:
+            return LogPart.decode(payload, task.max_log_bytes)
+        if kind == FrameType.LOGS:
+            return TaskLogs.decode(payload, task.max_log_bytes)
+        if kind in (FrameType.DONE, FrameType.FAILED):
+            body = _json(payload)
+            self.retire_requested = body.get("retire") is True
+            if kind == FrameType.FAILED:
+                raise _failure(body)
+            return _summary(body)
+        raise ProtocolViolationError(f"unexpected frame type {kind} during a task")
 
     async def _send_batch(self, provide: BatchProvider, stream: object) -> None:
         if not isinstance(stream, int):

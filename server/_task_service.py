@@ -17,6 +17,7 @@ from ._identity import Identity
 from ._results import read_pieces, stored_file
 from ._status import R, ServiceError, status_mapped, unary_status_mapped
 from ._store import TaskQuery, TaskRecord
+from ._tasks import LiveTask
 
 Context = grpc.aio.ServicerContext[Any, Any]
 DEFAULT_PAGE = 100
@@ -50,7 +51,11 @@ class TaskQueries:
             "GetTask": unary(self.GetTask, pb.GetTaskRequest, pb.Task),
             "ListTasks": unary(self.ListTasks, pb.ListTasksRequest, pb.ListTasksResponse),
             "CancelTask": unary(self.CancelTask, pb.CancelTaskRequest, pb.Task),
-            "GetTaskLogs": unary(self.GetTaskLogs, pb.GetTaskLogsRequest, pb.TaskLogs),
+            "GetTaskLogs": grpc.unary_stream_rpc_method_handler(
+                self.GetTaskLogs,
+                request_deserializer=pb.GetTaskLogsRequest.FromString,
+                response_serializer=pb.TaskLogs.SerializeToString,
+            ),
             "FetchResult": grpc.unary_stream_rpc_method_handler(
                 self.FetchResult,
                 request_deserializer=pb.FetchResultRequest.FromString,
@@ -102,15 +107,26 @@ class TaskQueries:
         await self._tasks.wait(request.task_id)
         return task_message(self._tasks.get(principal, request.task_id))
 
-    @unary_status_mapped
-    async def GetTaskLogs(self, request: pb.GetTaskLogsRequest, context: Context) -> pb.TaskLogs:
+    @status_mapped
+    async def GetTaskLogs(
+        self, request: pb.GetTaskLogsRequest, context: Context
+    ) -> AsyncIterator[pb.TaskLogs]:
+        """What the task printed; with ``follow``, output as it is printed until the end."""
         task = await self._find(request.task_id, context)
-        if request.follow:
-            await self._tasks.wait(request.task_id)
-            task = await self._find(request.task_id, context)
-        return pb.TaskLogs(
-            text=task.logs, total_bytes=task.logs_total, truncated=task.logs_truncated
-        )
+        live = self._tasks.live(request.task_id)
+        if live is None or not request.follow:
+            yield _snapshot(task, live)
+            return
+        sent = 0
+        while (live := self._tasks.live(request.task_id)) is not None:
+            changed = live.changed
+            if live.log_total > sent:
+                yield _since(bytes(live.log), live.log_total, sent)
+                sent = live.log_total
+            await changed.wait()
+        final = await self._find(request.task_id, context)
+        if final.logs_total > sent:
+            yield _since(final.logs.encode(), final.logs_total, sent)
 
     @status_mapped
     async def FetchResult(
@@ -137,6 +153,24 @@ class TaskQueries:
                 peak_memory_bytes=task.peak_memory_bytes,
             )
         )
+
+
+def _snapshot(task: TaskRecord, live: LiveTask | None) -> pb.TaskLogs:
+    """The logs known now: the final ones, or a running task's output so far."""
+    if live is None:
+        return pb.TaskLogs(
+            text=task.logs, total_bytes=task.logs_total, truncated=task.logs_truncated
+        )
+    return _since(bytes(live.log), live.log_total, 0)
+
+
+def _since(tail: bytes, total: int, sent: int) -> pb.TaskLogs:
+    """The output after byte ``sent`` of ``total``, from a tail of it; ``truncated`` when some
+    of it is no longer held."""
+    start = total - len(tail)
+    begin = max(sent, start)
+    text = tail[begin - start :].decode("utf-8", "replace")
+    return pb.TaskLogs(text=text, total_bytes=total, truncated=begin > sent)
 
 
 def _page_token(token: str) -> tuple[float, str] | None:

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tilefn.sandbox import LogPart
+
 from ._auth import Principal
 from ._status import R, ServiceError
 from ._store import FINAL_STATES, Store, TaskQuery, TaskRecord, TaskStatus
@@ -66,13 +68,27 @@ class TaskSettings:
     retention: float = 7 * 86400.0
 
 
+#: Output of a running task kept for followers of its logs (the final logs keep the task's own
+#: max_log_bytes tail).
+LIVE_LOG_BYTES = 1 << 20
+
+
 @dataclass
 class LiveTask:
-    """A task this process is running: its latest record and how to stop it."""
+    """A task this process is running: its latest record, how to stop it, its output so far."""
 
     record: TaskRecord
     runner: asyncio.Task[Any] | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The last bytes printed so far, ending at byte ``log_total`` of all the task printed.
+    log: bytearray = field(default_factory=bytearray)
+    log_total: int = 0
+    #: Set (and replaced) whenever output arrives or the task ends: wakes every follower.
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def wake(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
 
 
 class Tasks:
@@ -125,12 +141,28 @@ class Tasks:
         if task_id in self._live:
             self.update(task_id, status="RUNNING", started_at=time.time())
 
+    def log_part(self, task_id: str, part: LogPart) -> None:
+        """Keep output a running task printed, for followers of its logs."""
+        live = self._live.get(task_id)
+        if live is None or part.total <= live.log_total:
+            return
+        live.log += part.data
+        live.log_total = part.total
+        del live.log[: max(0, len(live.log) - LIVE_LOG_BYTES)]
+        live.wake()
+
+    def live(self, task_id: str) -> LiveTask | None:
+        """The task, if this process is running it."""
+        return self._live.get(task_id)
+
     def finish(self, task_id: str, status: TaskStatus, **changes: object) -> None:
         """Record the final state and wake whoever waits for it."""
         if task_id not in self._live:
             return
         record = self.update(task_id, status=status, finished_at=time.time(), **changes)
-        self._live.pop(task_id).done.set()
+        live = self._live.pop(task_id)
+        live.done.set()
+        live.wake()
         if record.result_path and self.on_stored is not None:
             self.on_stored(record.namespace)
 

@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 from google.protobuf import duration_pb2
 
-from tilefn.sandbox import ArgSpec, TaskLogs, TaskSummary, WorkerPool
+from tilefn.sandbox import ArgSpec, LogPart, TaskLogs, TaskSummary, WorkerPool
 from tilefn.v1 import udf_service_pb2 as pb
 
 from ._admission import Admission
@@ -231,6 +231,9 @@ class UdfService:
         try:
             with self._metrics.execution(call.principal.namespace):
                 async for item in self._run(execution, request, staged, call, limit):
+                    if isinstance(item, LogPart):  # for followers of the task's logs only
+                        self._tasks.log_part(call.task_id, item)
+                        continue
                     if isinstance(item, bytes):
                         if call.sink is not None:
                             await call.sink.write(item)
@@ -256,7 +259,7 @@ class UdfService:
         staged: StagedArrays,
         call: Call,
         limit: int,
-    ) -> AsyncIterator[bytes | TaskLogs | TaskSummary]:
+    ) -> AsyncIterator[bytes | LogPart | TaskLogs | TaskSummary]:
         """Be admitted, read the arrays, lease a worker, relay its frames; TimeoutError past
         the deadline.
 
@@ -327,8 +330,8 @@ def ipc_response(piece: bytes) -> bytes:
 
 
 async def _next_before(
-    frames: AsyncIterator[bytes | TaskLogs | TaskSummary], deadline: float
-) -> bytes | TaskLogs | TaskSummary | None:
+    frames: AsyncIterator[bytes | LogPart | TaskLogs | TaskSummary], deadline: float
+) -> bytes | LogPart | TaskLogs | TaskSummary | None:
     async with asyncio.timeout_at(deadline):
         return await anext(frames, None)
 

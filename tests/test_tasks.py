@@ -236,3 +236,53 @@ def test_async_client_tasks(server: ServerProcess) -> None:
 
     value, text, status, listed, task_id = asyncio.run(scenario())
     assert (value, text, status) == (6, "hi\n", "CANCELLED") and task_id in listed
+
+
+def test_logs_are_followed_live(server: ServerProcess) -> None:
+    def chatty_then_stuck() -> None:
+        import time
+
+        print("epoch 0", flush=True)
+        time.sleep(0.3)
+        print("epoch 1", flush=True)
+        time.sleep(3600)
+
+    with Client(server.address) as client:
+        handle = client.submit(chatty_then_stuck)
+        seen = ""
+        chunks = handle.follow()
+        for chunk in chunks:  # arrives while the UDF still runs: it never ends by itself
+            seen += chunk
+            if "epoch 1\n" in seen:
+                break
+        assert seen == "epoch 0\nepoch 1\n"
+        assert handle.status == "RUNNING"
+        so_far = handle.logs()  # without follow: what was printed so far
+        assert so_far.text == "epoch 0\nepoch 1\n" and so_far.total_bytes == 16
+        assert handle.cancel().status == "CANCELLED"
+        assert list(chunks) == []  # the follow ends with the task
+
+
+def test_printing_from_threads_keeps_the_stream_intact(server: ServerProcess) -> None:
+    def threads_print() -> list[int]:
+        import threading
+
+        import numpy as np
+
+        def chatter() -> None:
+            for i in range(3000):
+                print(f"thread line {i}", flush=True)
+
+        helpers = [threading.Thread(target=chatter) for _ in range(3)]
+        for helper in helpers:
+            helper.start()
+        out = [int(np.arange(1000).sum()) for _ in range(200)]
+        for helper in helpers:
+            helper.join()
+        print("main done", flush=True)
+        return out
+
+    with Client(server.address) as client:
+        handle = client.submit(threads_print)
+        assert handle.result(timeout=120) == [499500] * 200
+        assert handle.logs().text.endswith("main done\n")

@@ -70,7 +70,7 @@ class UdfServiceStub:
                 request_serializer=tilefn_dot_v1_dot_udf__service__pb2.FetchResultRequest.SerializeToString,
                 response_deserializer=tilefn_dot_v1_dot_udf__service__pb2.ExecuteUdfResponse.FromString,
                 _registered_method=True)
-        self.GetTaskLogs = channel.unary_unary(
+        self.GetTaskLogs = channel.unary_stream(
                 '/tilefn.v1.UdfService/GetTaskLogs',
                 request_serializer=tilefn_dot_v1_dot_udf__service__pb2.GetTaskLogsRequest.SerializeToString,
                 response_deserializer=tilefn_dot_v1_dot_udf__service__pb2.TaskLogs.FromString,
@@ -144,8 +144,11 @@ class UdfServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetTaskLogs(self, request, context):
-        """Returns what a task's UDF printed. With `follow`, waits for a running
-        task to end first.
+        """Returns what a task's UDF printed: one message with what is known now
+        (the output so far of a running task). With `follow`, streams a running
+        task's output as it is printed (each message holds the output new since
+        the previous one; `truncated` says some was dropped in between) until
+        the task ends.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -189,7 +192,7 @@ def add_UdfServiceServicer_to_server(servicer, server):
                     request_deserializer=tilefn_dot_v1_dot_udf__service__pb2.FetchResultRequest.FromString,
                     response_serializer=tilefn_dot_v1_dot_udf__service__pb2.ExecuteUdfResponse.SerializeToString,
             ),
-            'GetTaskLogs': grpc.unary_unary_rpc_method_handler(
+            'GetTaskLogs': grpc.unary_stream_rpc_method_handler(
                     servicer.GetTaskLogs,
                     request_deserializer=tilefn_dot_v1_dot_udf__service__pb2.GetTaskLogsRequest.FromString,
                     response_serializer=tilefn_dot_v1_dot_udf__service__pb2.TaskLogs.SerializeToString,
@@ -406,7 +409,7 @@ class UdfService:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
+        return grpc.experimental.unary_stream(
             request,
             target,
             '/tilefn.v1.UdfService/GetTaskLogs',
