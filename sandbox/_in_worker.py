@@ -79,6 +79,12 @@ class LogTail(io.TextIOBase):
         if time.monotonic() >= self._next_part:
             self.flush()
 
+    def close(self) -> None:
+        """Stop sending parts. (IOBase closes, and so flushes, a stream when it is collected:
+        after the task's DONE frame, a part would reach the parent during the next task.)"""
+        self._send_part = None
+        super().close()
+
     def flush(self) -> None:
         """Send what was printed since the last part now (``print(..., flush=True)``), if the
         channel has room; otherwise it goes with the next part or the final logs."""
@@ -189,6 +195,7 @@ def _serve(channel: socket.socket, task: TaskSpec, tidy: Tidy) -> None:
         kind, body = FrameType.FAILED, _failure_body(failure)
     finally:
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        captured.close()  # no part may follow the task's last frame
         for fd in task.fds:
             with contextlib.suppress(OSError):  # the UDF may have closed it itself
                 os.close(fd)

@@ -6,6 +6,8 @@ import pytest
 
 from tilefn.client import Client, InvalidRequestError, UdfError
 
+from conftest import ServerProcess
+
 
 def chatty(n: int) -> int:
     import sys
@@ -89,3 +91,16 @@ def test_log_limit_above_the_server_maximum_is_refused(client: Client) -> None:
         client.with_options(max_log_bytes=limit + 1).exec(lambda: 1)
     assert caught.value.reason == "ERROR_REASON_OPTION_INVALID"
     assert "max_log_bytes" in str(caught.value)
+
+
+def test_no_output_of_a_task_reaches_the_next_one_late(server: ServerProcess) -> None:
+    def burst() -> int:
+        print("a" * 100)  # sent at once as a live part
+        print("b" * 50)  # within the part interval: still unsent when the task ends
+        return 1
+
+    with Client(server.address) as client:
+        for _ in range(3):  # the same worker, reused within the namespace
+            assert client.call(burst) == 1
+            quiet = client.with_options(max_log_bytes=10).stream(lambda: 2)
+            assert quiet.value() == 2 and quiet.logs is None
