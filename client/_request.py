@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import functools
 import json
 import os
 import re
 import sys
 import sysconfig
+import threading
 import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -161,14 +164,33 @@ def _pickled(value: Any) -> udf_pb2.PickledValue:
     So the value's module, and the caller's modules its code refers to, go by value.
     """
     local = _local_modules(value)
-    for module in local:
-        cloudpickle.register_pickle_by_value(module)
-    try:
+    with _by_value(local):
         data = cloudpickle.dumps(value)
-    finally:
-        for module in local:
-            cloudpickle.unregister_pickle_by_value(module)
     return udf_pb2.PickledValue(data=data, python_version=PYTHON_VERSION)
+
+
+#: How many pickling calls (threads) need each module pickled by value right now: cloudpickle's
+#: registry is process-wide, so one thread must not unregister a module another still needs.
+_BY_VALUE: collections.Counter[str] = collections.Counter()
+_BY_VALUE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _by_value(modules: list[types.ModuleType]) -> Iterator[None]:
+    with _BY_VALUE_LOCK:
+        for module in modules:
+            if not _BY_VALUE[module.__name__]:
+                cloudpickle.register_pickle_by_value(module)
+            _BY_VALUE[module.__name__] += 1
+    try:
+        yield
+    finally:
+        with _BY_VALUE_LOCK:
+            for module in modules:
+                _BY_VALUE[module.__name__] -= 1
+                if not _BY_VALUE[module.__name__]:
+                    del _BY_VALUE[module.__name__]
+                    cloudpickle.unregister_pickle_by_value(module)
 
 
 def _local_modules(value: Any) -> list[types.ModuleType]:
