@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -81,7 +82,7 @@ class TaskLogs:
             raise ProtocolViolationError("LOGS frame larger than the task's log limit")
         (total,) = LOGS_HEADER.unpack_from(payload)
         tail = payload[LOGS_HEADER.size :]
-        if total < len(tail):
+        if not len(tail) <= total <= MAX_COUNT:
             raise ProtocolViolationError("LOGS frame claims fewer bytes than it carries")
         return cls(tail.decode("utf-8", "replace"), total, total > len(tail))
 
@@ -101,7 +102,7 @@ class LogPart:
             raise ProtocolViolationError("LOG_PART frame larger than the task's log limit")
         (total,) = LOGS_HEADER.unpack_from(payload)
         data = bytes(payload[LOGS_HEADER.size :])
-        if total < len(data):
+        if not len(data) <= total <= MAX_COUNT:
             raise ProtocolViolationError("LOG_PART frame claims fewer bytes than it carries")
         return cls(data, total)
 
@@ -301,9 +302,15 @@ def _json(payload: bytes) -> dict[str, Any]:
     return body
 
 
+#: Counts a worker reports must fit a signed 64-bit integer (the store's, and protobuf's).
+MAX_COUNT = (1 << 63) - 1
+
+
 def _summary(body: dict[str, Any]) -> TaskSummary:
+    """The DONE frame's figures, checked: a UDF can forge this frame, and the numbers are
+    stored and shown, so each must be a finite count within a signed 64-bit integer."""
     try:
-        return TaskSummary(
+        summary = TaskSummary(
             rows=int(body["rows"]),
             batches=int(body["batches"]),
             ipc_bytes=int(body["ipc_bytes"]),
@@ -311,8 +318,12 @@ def _summary(body: dict[str, Any]) -> TaskSummary:
             cpu_seconds=float(body["cpu_seconds"]),
             peak_memory_bytes=int(body["peak_memory_bytes"]),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ProtocolViolationError(f"malformed DONE frame: {exc!r}") from None
+    for value in dataclasses.astuple(summary):
+        if not 0 <= value <= MAX_COUNT:  # also false for NaN
+            raise ProtocolViolationError(f"DONE frame with an impossible figure: {value!r}")
+    return summary
 
 
 def _failure(body: dict[str, Any]) -> UdfFailedError:

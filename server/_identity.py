@@ -116,7 +116,12 @@ class Identity:
     def _finish(self, call: Call, error: ServiceError | None, cancelled: bool) -> None:
         stored = ""
         if call.sink is not None:
-            stored = call.sink.commit() if error is None and not cancelled else ""
+            try:
+                stored = call.sink.commit() if error is None and not cancelled else ""
+            except OSError as exc:  # e.g. the disk is full: the task fails, it never hangs
+                error = ServiceError(
+                    R.ERROR_REASON_INTERNAL, f"the result could not be stored: {exc.strerror}"
+                )
             if not stored:
                 call.sink.discard()
         summary, logs = call.summary, call.logs
@@ -131,7 +136,8 @@ class Identity:
             changes |= {
                 "cpu_seconds": summary.cpu_seconds,
                 "peak_memory_bytes": summary.peak_memory_bytes,
-                "result_bytes": summary.ipc_bytes,
+                # What the server stored, when it did: the quota counts bytes on disk.
+                "result_bytes": call.sink.bytes if call.sink is not None else summary.ipc_bytes,
                 "rows": summary.rows,
             }
         if cancelled:

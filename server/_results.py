@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -43,13 +44,15 @@ class ResultSink:
         await asyncio.to_thread(self._file.write, piece)
 
     def commit(self) -> str:
-        """Close the file and give it its final name; returns the path."""
+        """Close the file and give it its final name; returns the path (OSError if the disk
+        refuses: the caller then discards)."""
         self._file.close()
         os.replace(self._path, self._final)
         return str(self._final)
 
     def discard(self) -> None:
-        self._file.close()
+        with contextlib.suppress(OSError):
+            self._file.close()
         self._path.unlink(missing_ok=True)
 
 

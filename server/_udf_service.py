@@ -206,11 +206,13 @@ class UdfService:
         ]
         if not named and not keyed:
             return execution
-        limit = self._config.array_memory_budget
+        budget = [self._config.array_memory_budget]  # for all of them together
 
         def load(task_id: str) -> ArgSpec:
             task = self._tasks.get(call.principal, task_id)
-            return ArgSpec("arrow", read_whole(task, limit))
+            data = read_whole(task, budget[0])
+            budget[0] -= len(data)
+            return ArgSpec("arrow", data)
 
         args, kwargs = list(execution.task.args), dict(execution.task.kwargs)
         for i, task_id in named:

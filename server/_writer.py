@@ -72,9 +72,7 @@ class StoreWriter:
             try:
                 self._store.save_tasks(list(tasks.values()))
             except Exception:
-                log.exception("could not write %d task records; will retry", len(tasks))
-                with self._lock:  # newer states of the same tasks win
-                    self._tasks = tasks | self._tasks if len(self._tasks) < MAX_HELD else {}
+                self._save_one_by_one(tasks)
         with self._lock:
             self._writing = {}
         if records:
@@ -85,6 +83,20 @@ class StoreWriter:
                 with self._lock:
                     if len(self._pending) < MAX_HELD:
                         self._pending[:0] = records
+
+    def _save_one_by_one(self, tasks: dict[str, TaskRecord]) -> None:
+        """A batch failed: write its records singly, so that one bad record cannot hold back
+        the others; the ones that still fail are retried later (the store may be busy)."""
+        failed = {}
+        for task_id, record in tasks.items():
+            try:
+                self._store.save_tasks([record])
+            except Exception:
+                log.exception("could not write the record of task %s; will retry", task_id)
+                failed[task_id] = record
+        with self._lock:  # newer states of the same tasks win
+            if len(self._tasks) < MAX_HELD:
+                self._tasks = failed | self._tasks
 
     def _run(self) -> None:
         while not self._closed:

@@ -286,3 +286,38 @@ def test_printing_from_threads_keeps_the_stream_intact(server: ServerProcess) ->
         handle = client.submit(threads_print)
         assert handle.result(timeout=120) == [499500] * 200
         assert handle.logs().text.endswith("main done\n")
+
+
+@pytest.mark.parametrize("forged", [2**70, -(10**15)])
+def test_forged_done_figures_fail_only_that_task(server: ServerProcess, forged: int) -> None:
+    """A UDF can write its own DONE frame; impossible figures must neither block the store's
+    writes for everyone nor reach the quota arithmetic."""
+
+    def forge(value: int) -> None:
+        import contextlib
+        import gc
+        import json
+        import os
+        import socket
+        import struct
+
+        body = json.dumps(
+            {"rows": 0, "batches": 0, "ipc_bytes": value, "wall_seconds": 0,
+             "cpu_seconds": 0, "peak_memory_bytes": 0}
+        ).encode()  # fmt: skip
+        for sock in [o for o in gc.get_objects() if isinstance(o, socket.socket)]:
+            with contextlib.suppress(OSError):
+                sock.sendall(struct.pack("!BI", 4, len(body)) + body)
+        os._exit(0)
+
+    with Client(server.address) as client:
+        handle = client.submit(forge, forged)
+        task = handle.wait(timeout=60)
+        assert task.status == "FAILED"
+        assert task.error_reason == "ERROR_REASON_WORKER_PROTOCOL_VIOLATION"
+        after = client.submit(lambda: 1)
+        assert after.result(timeout=60) == 1
+        wait_for(
+            lambda: after.task_id in [t.task_id for t in client.tasks(limit=50)],
+            what="later tasks to reach the store",
+        )
