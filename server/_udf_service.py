@@ -185,13 +185,13 @@ class UdfService:
         store = store or request.options.store_result
         ttl = self._tasks.ttl(request.options.result_ttl.ToNanoseconds() / 1e9) if store else 0.0
         record = self._tasks.new_record(call.task_id, call.principal, call.method, call.udf, ttl)
+        self._tasks.create(record, runner)
+        call.tracked = True  # from here on, however the call ends, the task gets a final state
         if store:
             settings = self._tasks.settings
             call.sink = await ResultSink.open(
                 self._identity.store, settings.results_dir, record, settings.quota_bytes
             )
-        self._tasks.create(record, runner)
-        call.tracked = True
         return execution
 
     async def _with_stored_results(
