@@ -6,7 +6,6 @@ import asyncio
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2, timestamp_pb2
 
 from tilefn.v1 import admin_service_pb2 as pb
 from tilefn.v1 import admin_service_pb2_grpc
@@ -15,6 +14,7 @@ from . import _admin
 from ._auth import Authenticator, Principal
 from ._status import R, ServiceError, unary_status_mapped
 from ._store import AuditRecord, Namespace, NamespaceKind, Store, TokenRecord
+from ._times import duration, timestamp
 from ._writer import StoreWriter
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -134,14 +134,6 @@ class AdminService(admin_service_pb2_grpc.AdminServiceServicer):
         return pb.ListAuditRecordsResponse(records=[audit_message(r) for r in found])
 
 
-def timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
-    if seconds is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromNanoseconds(int(seconds * 1e9))
-    return stamp
-
-
 def namespace_message(namespace: Namespace) -> pb.Namespace:
     kind = next(k for k, name in KINDS.items() if name == namespace.kind)
     return pb.Namespace(
@@ -166,8 +158,6 @@ def token_message(record: TokenRecord) -> pb.Token:
 
 
 def audit_message(record: AuditRecord) -> pb.AuditRecord:
-    duration = duration_pb2.Duration()
-    duration.FromNanoseconds(int(record.duration * 1e9))
     return pb.AuditRecord(
         task_id=record.task_id,
         namespace=record.namespace,
@@ -176,7 +166,7 @@ def audit_message(record: AuditRecord) -> pb.AuditRecord:
         udf=record.udf,
         arrays=record.arrays,
         started_at=timestamp(record.started_at),
-        duration=duration,
+        duration=duration(record.duration),
         outcome=record.outcome,
         reason=record.reason,
     )

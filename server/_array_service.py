@@ -14,10 +14,9 @@ from ._arrays import SCHEME, ArrayCatalog, describe
 from ._auth import ArrayAccess
 from ._identity import Identity
 from ._registry import check_grantee
+from ._request import page_size
 from ._status import R, ServiceError, unary_status_mapped
 
-DEFAULT_PAGE = 100
-MAX_PAGE = 1000
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
@@ -38,13 +37,7 @@ class ArrayService(array_service_pb2_grpc.ArrayServiceServicer):
         self, request: pb.ListArraysRequest, context: Context
     ) -> pb.ListArraysResponse:
         access = self._access(context)
-        size = request.page_size or DEFAULT_PAGE
-        if size > MAX_PAGE:
-            raise ServiceError(
-                R.ERROR_REASON_OPTION_INVALID,
-                f"page_size may be at most {MAX_PAGE}",
-                option="page_size",
-            )
+        size = page_size(request.page_size)
         arrays = await asyncio.to_thread(self._readable, access, request.namespace)
         after = [a for a in arrays if a.uri > request.page_token] if request.page_token else arrays
         page = after[:size]

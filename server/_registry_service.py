@@ -7,18 +7,18 @@ import json
 from typing import Any
 
 import grpc
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import json_format
 
 from tilefn.v1 import registry_service_pb2 as pb
 from tilefn.v1 import registry_service_pb2_grpc, udf_pb2
 
 from ._auth import Authenticator, Principal
 from ._registry import Registry
-from ._status import R, ServiceError, unary_status_mapped
+from ._request import page_size
+from ._status import unary_status_mapped
 from ._store import UdfVersion
+from ._times import timestamp_us
 
-DEFAULT_PAGE = 100
-MAX_PAGE = 1000
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
@@ -59,13 +59,7 @@ class RegistryService(registry_service_pb2_grpc.RegistryServiceServicer):
     @unary_status_mapped
     async def ListUdfs(self, request: pb.ListUdfsRequest, context: Context) -> pb.ListUdfsResponse:
         caller = self._caller(context)
-        size = request.page_size or DEFAULT_PAGE
-        if size > MAX_PAGE:
-            raise ServiceError(
-                R.ERROR_REASON_OPTION_INVALID,
-                f"page_size may be at most {MAX_PAGE}",
-                option="page_size",
-            )
+        size = page_size(request.page_size)
         found = await asyncio.to_thread(self._registry.list, caller, request, size + 1)
         page = found[:size]
         token = f"{page[-1].namespace}/{page[-1].name}" if len(found) > size else ""
@@ -122,9 +116,7 @@ def to_message(
         namespace=version.namespace,
         version=version.version,
         latest_version=version.latest_version,
-        created_at=timestamp_pb2.Timestamp(
-            seconds=version.created_us // 1_000_000, nanos=version.created_us % 1_000_000 * 1000
-        ),
+        created_at=timestamp_us(version.created_us),
         created_by=version.created_by,
         python_version=draft.python_version,
         definition=definition,

@@ -142,6 +142,19 @@ def _argument(label: str, arg: udf_pb2.Argument) -> ArgSpec:
     )
 
 
+#: Listings: the page size when a request sets none, and the largest one allowed.
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+
+def page_size(requested: int) -> int:
+    """A listing's page size: ``requested``, or the default for 0; OPTION_INVALID past the max."""
+    if requested == 0:
+        return DEFAULT_PAGE
+    _in_range("page_size", requested, 1, MAX_PAGE)
+    return requested
+
+
 def _in_range(option: str, value: float, low: float, high: float) -> None:
     """Refuse an option outside [low, high] with OPTION_INVALID naming it."""
     if not low <= value <= high:

@@ -7,21 +7,19 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2
 
 from tilefn.v1 import udf_service_pb2 as pb
 
-from ._admin_service import timestamp
 from ._config import DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES
 from ._identity import Identity
+from ._request import page_size
 from ._results import read_pieces, stored_file
 from ._status import R, ServiceError, status_mapped, unary_status_mapped
 from ._store import TaskQuery, TaskRecord
 from ._tasks import LiveTask
+from ._times import duration, timestamp
 
 Context = grpc.aio.ServicerContext[Any, Any]
-DEFAULT_PAGE = 100
-MAX_PAGE = 1000
 STATUSES = {
     pb.TASK_STATUS_QUEUED: "QUEUED",
     pb.TASK_STATUS_RUNNING: "RUNNING",
@@ -76,13 +74,7 @@ class TaskQueries:
         self, request: pb.ListTasksRequest, context: Context
     ) -> pb.ListTasksResponse:
         principal = self._identity.auth.principal(context)
-        size = request.page_size or DEFAULT_PAGE
-        if size > MAX_PAGE:
-            raise ServiceError(
-                R.ERROR_REASON_OPTION_INVALID,
-                f"page_size may be at most {MAX_PAGE}",
-                option="page_size",
-            )
+        size = page_size(request.page_size)
         if request.namespace:
             namespaces: frozenset[str] | None = frozenset({request.namespace})
         else:
@@ -149,7 +141,7 @@ class TaskQueries:
                 task_id=task.task_id,
                 rows=task.rows,
                 ipc_bytes=task.result_bytes,
-                cpu_time=_duration(task.cpu_seconds),
+                cpu_time=duration(task.cpu_seconds),
                 peak_memory_bytes=task.peak_memory_bytes,
             )
         )
@@ -187,12 +179,6 @@ def _page_token(token: str) -> tuple[float, str] | None:
         ) from None
 
 
-def _duration(seconds: float) -> duration_pb2.Duration:
-    duration = duration_pb2.Duration()
-    duration.FromNanoseconds(int(seconds * 1e9))
-    return duration
-
-
 def task_message(task: TaskRecord) -> pb.Task:
     """The Task message of a record."""
     return pb.Task(
@@ -205,7 +191,7 @@ def task_message(task: TaskRecord) -> pb.Task:
         created_at=timestamp(task.created_at),
         started_at=timestamp(task.started_at),
         finished_at=timestamp(task.finished_at),
-        cpu_time=_duration(task.cpu_seconds),
+        cpu_time=duration(task.cpu_seconds),
         peak_memory_bytes=task.peak_memory_bytes,
         result_bytes=task.result_bytes,
         rows=task.rows,

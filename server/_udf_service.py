@@ -12,7 +12,6 @@ from hashlib import sha256
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2
 
 from tilefn.sandbox import ArgSpec, LogPart, TaskLogs, TaskSummary, WorkerPool
 from tilefn.v1 import udf_service_pb2 as pb
@@ -36,12 +35,15 @@ from ._status import (
     unary_status_mapped,
 )
 from ._task_service import TaskQueries, task_message
+from ._times import duration
 
 log = logging.getLogger(__name__)
 
 SERVICE = pb.DESCRIPTOR.services_by_name["UdfService"].full_name
 #: Field 2 (``ipc``), wire type 2 (length-delimited), of ExecuteUdfResponse.
 IPC_TAG = bytes([2 << 3 | 2])
+#: Code up to this size is hashed on the loop (~0.1 ms); larger pickles in a thread.
+INLINE_HASH_BYTES = 256 << 10
 
 
 class UdfService:
@@ -179,9 +181,7 @@ class UdfService:
             )
         execution = plan_execution(request, self._config, registered)
         execution = await self._with_stored_results(call, request, execution)
-        call.udf = (
-            registered.ref if registered else f"sha256:{sha256(execution.task.udf).hexdigest()}"
-        )
+        call.udf = registered.ref if registered else await _digest(execution.task.udf)
         store = store or request.options.store_result
         ttl = self._tasks.ttl(request.options.result_ttl.ToNanoseconds() / 1e9) if store else 0.0
         record = self._tasks.new_record(call.task_id, call.principal, call.method, call.udf, ttl)
@@ -289,6 +289,13 @@ class UdfService:
                     yield item
 
 
+async def _digest(code: bytes) -> str:
+    """``sha256:<hex>`` of a UDF's code; a large pickle is hashed off the event loop."""
+    if len(code) < INLINE_HASH_BYTES:
+        return f"sha256:{sha256(code).hexdigest()}"
+    return f"sha256:{await asyncio.to_thread(lambda: sha256(code).hexdigest())}"
+
+
 def add_to_server(service: UdfService, queries: TaskQueries, server: grpc.aio.Server) -> None:
     """Register the service like the generated ``add_UdfServiceServicer_to_server``, except that
     ExecuteUdf's serializer passes prebuilt wire bytes through (result pieces skip protobuf) and
@@ -353,17 +360,11 @@ def _summary(task_id: str, item: TaskSummary) -> pb.ExecutionSummary:
         rows=item.rows,
         batches=item.batches,
         ipc_bytes=item.ipc_bytes,
-        wall_time=_duration(item.wall_seconds),
-        cpu_time=_duration(item.cpu_seconds),
+        wall_time=duration(item.wall_seconds),
+        cpu_time=duration(item.cpu_seconds),
         peak_memory_bytes=item.peak_memory_bytes,
     )
 
 
 def _logs(item: TaskLogs) -> pb.TaskLogs:
     return pb.TaskLogs(text=item.text, total_bytes=item.total_bytes, truncated=item.truncated)
-
-
-def _duration(seconds: float) -> duration_pb2.Duration:
-    duration = duration_pb2.Duration()
-    duration.FromNanoseconds(int(seconds * 1e9))
-    return duration
