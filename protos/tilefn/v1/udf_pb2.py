@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13tilefn/v1/udf.proto\x12\ttilefn.v1\x1a\x1egoogle/protobuf/duration.proto\"{\n\x07UdfSpec\x12*\n\x07pickled\x18\x01 \x01(\x0b\x32\x17.tilefn.v1.PickledValueH\x00\x12&\n\x06source\x18\x02 \x01(\x0b\x32\x14.tilefn.v1.SourceUdfH\x00\x12\x14\n\nregistered\x18\x03 \x01(\tH\x00\x42\x06\n\x04kind\"4\n\x0cPickledValue\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x16\n\x0epython_version\x18\x02 \x01(\t\".\n\tSourceUdf\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x13\n\x0b\x65ntry_point\x18\x02 \x01(\t\"\xa4\x01\n\x08\x41rgument\x12\x0e\n\x04json\x18\x01 \x01(\tH\x00\x12\x13\n\tarrow_ipc\x18\x02 \x01(\x0cH\x00\x12*\n\x07pickled\x18\x03 \x01(\x0b\x32\x17.tilefn.v1.PickledValueH\x00\x12&\n\x05\x61rray\x18\x04 \x01(\x0b\x32\x15.tilefn.v1.ArrayInputH\x00\x12\x17\n\rstored_result\x18\x05 \x01(\tH\x00\x42\x06\n\x04kind\"\xa0\x01\n\nArrayInput\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12*\n\x06ranges\x18\x02 \x03(\x0b\x32\x1a.tilefn.v1.DimensionRanges\x12\x12\n\nattributes\x18\x03 \x03(\t\x12!\n\x06layout\x18\x04 \x01(\x0e\x32\x11.tilefn.v1.Layout\x12\x11\n\tcondition\x18\x05 \x01(\t\x12\x0f\n\x07\x62\x61tched\x18\x06 \x01(\x08\"3\n\x0f\x44imensionRanges\x12 \n\x06ranges\x18\x01 \x03(\x0b\x32\x10.tilefn.v1.Range\"I\n\x05Range\x12 \n\x05start\x18\x01 \x01(\x0b\x32\x11.tilefn.v1.Scalar\x12\x1e\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x11.tilefn.v1.Scalar\"\x8a\x01\n\x06Scalar\x12\x15\n\x0bint64_value\x18\x01 \x01(\x03H\x00\x12\x16\n\x0cuint64_value\x18\x02 \x01(\x04H\x00\x12\x16\n\x0c\x64ouble_value\x18\x03 \x01(\x01H\x00\x12\x16\n\x0cstring_value\x18\x04 \x01(\tH\x00\x12\x18\n\x0e\x64\x61tetime_value\x18\x05 \x01(\tH\x00\x42\x07\n\x05value\"\xbd\x02\n\x10\x45xecutionOptions\x12*\n\x07timeout\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0fmax_chunk_bytes\x18\x02 \x01(\r\x12+\n\x0b\x63ompression\x18\x03 \x01(\x0e\x32\x16.tilefn.v1.Compression\x12\x18\n\x10max_result_bytes\x18\x04 \x01(\x04\x12\x14\n\x0cmemory_bytes\x18\x05 \x01(\x04\x12+\n\x08\x63pu_time\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rmax_log_bytes\x18\x07 \x01(\x04\x12\x14\n\x0cstore_result\x18\x08 \x01(\x08\x12-\n\nresult_ttl\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration*{\n\x06Layout\x12\x16\n\x12LAYOUT_UNSPECIFIED\x10\x00\x12\x14\n\x10LAYOUT_ROW_MAJOR\x10\x01\x12\x14\n\x10LAYOUT_COL_MAJOR\x10\x02\x12\x17\n\x13LAYOUT_GLOBAL_ORDER\x10\x03\x12\x14\n\x10LAYOUT_UNORDERED\x10\x04*q\n\x0b\x43ompression\x12\x1b\n\x17\x43OMPRESSION_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43OMPRESSION_NONE\x10\x01\x12\x19\n\x15\x43OMPRESSION_LZ4_FRAME\x10\x02\x12\x14\n\x10\x43OMPRESSION_ZSTD\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13tilefn/v1/udf.proto\x12\ttilefn.v1\x1a\x1egoogle/protobuf/duration.proto\"{\n\x07UdfSpec\x12*\n\x07pickled\x18\x01 \x01(\x0b\x32\x17.tilefn.v1.PickledValueH\x00\x12&\n\x06source\x18\x02 \x01(\x0b\x32\x14.tilefn.v1.SourceUdfH\x00\x12\x14\n\nregistered\x18\x03 \x01(\tH\x00\x42\x06\n\x04kind\"4\n\x0cPickledValue\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x16\n\x0epython_version\x18\x02 \x01(\t\".\n\tSourceUdf\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x13\n\x0b\x65ntry_point\x18\x02 \x01(\t\"\xb2\x02\n\x08\x41rgument\x12\x0e\n\x04json\x18\x01 \x01(\tH\x00\x12\x13\n\tarrow_ipc\x18\x02 \x01(\x0cH\x00\x12*\n\x07pickled\x18\x03 \x01(\x0b\x32\x17.tilefn.v1.PickledValueH\x00\x12&\n\x05\x61rray\x18\x04 \x01(\x0b\x32\x15.tilefn.v1.ArrayInputH\x00\x12\x17\n\rstored_result\x18\x05 \x01(\tH\x00\x12\'\n\x04list\x18\x06 \x01(\x0b\x32\x17.tilefn.v1.ArgumentListH\x00\x12%\n\x03map\x18\x07 \x01(\x0b\x32\x16.tilefn.v1.ArgumentMapH\x00\x12\x0e\n\x04node\x18\x08 \x01(\tH\x00\x12,\n\x0bstored_item\x18\t \x01(\x0b\x32\x15.tilefn.v1.StoredItemH\x00\x42\x06\n\x04kind\"2\n\x0c\x41rgumentList\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.tilefn.v1.Argument\"8\n\x0b\x41rgumentMap\x12)\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x18.tilefn.v1.ArgumentEntry\"@\n\rArgumentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\"\n\x05value\x18\x02 \x01(\x0b\x32\x13.tilefn.v1.Argument\",\n\nStoredItem\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x04\"\xa0\x01\n\nArrayInput\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12*\n\x06ranges\x18\x02 \x03(\x0b\x32\x1a.tilefn.v1.DimensionRanges\x12\x12\n\nattributes\x18\x03 \x03(\t\x12!\n\x06layout\x18\x04 \x01(\x0e\x32\x11.tilefn.v1.Layout\x12\x11\n\tcondition\x18\x05 \x01(\t\x12\x0f\n\x07\x62\x61tched\x18\x06 \x01(\x08\"3\n\x0f\x44imensionRanges\x12 \n\x06ranges\x18\x01 \x03(\x0b\x32\x10.tilefn.v1.Range\"I\n\x05Range\x12 \n\x05start\x18\x01 \x01(\x0b\x32\x11.tilefn.v1.Scalar\x12\x1e\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x11.tilefn.v1.Scalar\"\x8a\x01\n\x06Scalar\x12\x15\n\x0bint64_value\x18\x01 \x01(\x03H\x00\x12\x16\n\x0cuint64_value\x18\x02 \x01(\x04H\x00\x12\x16\n\x0c\x64ouble_value\x18\x03 \x01(\x01H\x00\x12\x16\n\x0cstring_value\x18\x04 \x01(\tH\x00\x12\x18\n\x0e\x64\x61tetime_value\x18\x05 \x01(\tH\x00\x42\x07\n\x05value\"\xbd\x02\n\x10\x45xecutionOptions\x12*\n\x07timeout\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0fmax_chunk_bytes\x18\x02 \x01(\r\x12+\n\x0b\x63ompression\x18\x03 \x01(\x0e\x32\x16.tilefn.v1.Compression\x12\x18\n\x10max_result_bytes\x18\x04 \x01(\x04\x12\x14\n\x0cmemory_bytes\x18\x05 \x01(\x04\x12+\n\x08\x63pu_time\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rmax_log_bytes\x18\x07 \x01(\x04\x12\x14\n\x0cstore_result\x18\x08 \x01(\x08\x12-\n\nresult_ttl\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration*{\n\x06Layout\x12\x16\n\x12LAYOUT_UNSPECIFIED\x10\x00\x12\x14\n\x10LAYOUT_ROW_MAJOR\x10\x01\x12\x14\n\x10LAYOUT_COL_MAJOR\x10\x02\x12\x17\n\x13LAYOUT_GLOBAL_ORDER\x10\x03\x12\x14\n\x10LAYOUT_UNORDERED\x10\x04*q\n\x0b\x43ompression\x12\x1b\n\x17\x43OMPRESSION_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43OMPRESSION_NONE\x10\x01\x12\x19\n\x15\x43OMPRESSION_LZ4_FRAME\x10\x02\x12\x14\n\x10\x43OMPRESSION_ZSTD\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tilefn.v1.udf_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LAYOUT']._serialized_start=1212
-  _globals['_LAYOUT']._serialized_end=1335
-  _globals['_COMPRESSION']._serialized_start=1337
-  _globals['_COMPRESSION']._serialized_end=1450
+  _globals['_LAYOUT']._serialized_start=1576
+  _globals['_LAYOUT']._serialized_end=1699
+  _globals['_COMPRESSION']._serialized_start=1701
+  _globals['_COMPRESSION']._serialized_end=1814
   _globals['_UDFSPEC']._serialized_start=66
   _globals['_UDFSPEC']._serialized_end=189
   _globals['_PICKLEDVALUE']._serialized_start=191
@@ -43,15 +43,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SOURCEUDF']._serialized_start=245
   _globals['_SOURCEUDF']._serialized_end=291
   _globals['_ARGUMENT']._serialized_start=294
-  _globals['_ARGUMENT']._serialized_end=458
-  _globals['_ARRAYINPUT']._serialized_start=461
-  _globals['_ARRAYINPUT']._serialized_end=621
-  _globals['_DIMENSIONRANGES']._serialized_start=623
-  _globals['_DIMENSIONRANGES']._serialized_end=674
-  _globals['_RANGE']._serialized_start=676
-  _globals['_RANGE']._serialized_end=749
-  _globals['_SCALAR']._serialized_start=752
-  _globals['_SCALAR']._serialized_end=890
-  _globals['_EXECUTIONOPTIONS']._serialized_start=893
-  _globals['_EXECUTIONOPTIONS']._serialized_end=1210
+  _globals['_ARGUMENT']._serialized_end=600
+  _globals['_ARGUMENTLIST']._serialized_start=602
+  _globals['_ARGUMENTLIST']._serialized_end=652
+  _globals['_ARGUMENTMAP']._serialized_start=654
+  _globals['_ARGUMENTMAP']._serialized_end=710
+  _globals['_ARGUMENTENTRY']._serialized_start=712
+  _globals['_ARGUMENTENTRY']._serialized_end=776
+  _globals['_STOREDITEM']._serialized_start=778
+  _globals['_STOREDITEM']._serialized_end=822
+  _globals['_ARRAYINPUT']._serialized_start=825
+  _globals['_ARRAYINPUT']._serialized_end=985
+  _globals['_DIMENSIONRANGES']._serialized_start=987
+  _globals['_DIMENSIONRANGES']._serialized_end=1038
+  _globals['_RANGE']._serialized_start=1040
+  _globals['_RANGE']._serialized_end=1113
+  _globals['_SCALAR']._serialized_start=1116
+  _globals['_SCALAR']._serialized_end=1254
+  _globals['_EXECUTIONOPTIONS']._serialized_start=1257
+  _globals['_EXECUTIONOPTIONS']._serialized_end=1574
 # @@protoc_insertion_point(module_scope)

@@ -61,18 +61,54 @@ class SourceUdf(_message.Message):
     def __init__(self, text: _Optional[str] = ..., entry_point: _Optional[str] = ...) -> None: ...
 
 class Argument(_message.Message):
-    __slots__ = ("json", "arrow_ipc", "pickled", "array", "stored_result")
+    __slots__ = ("json", "arrow_ipc", "pickled", "array", "stored_result", "list", "map", "node", "stored_item")
     JSON_FIELD_NUMBER: _ClassVar[int]
     ARROW_IPC_FIELD_NUMBER: _ClassVar[int]
     PICKLED_FIELD_NUMBER: _ClassVar[int]
     ARRAY_FIELD_NUMBER: _ClassVar[int]
     STORED_RESULT_FIELD_NUMBER: _ClassVar[int]
+    LIST_FIELD_NUMBER: _ClassVar[int]
+    MAP_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    STORED_ITEM_FIELD_NUMBER: _ClassVar[int]
     json: str
     arrow_ipc: bytes
     pickled: PickledValue
     array: ArrayInput
     stored_result: str
-    def __init__(self, json: _Optional[str] = ..., arrow_ipc: _Optional[bytes] = ..., pickled: _Optional[_Union[PickledValue, _Mapping]] = ..., array: _Optional[_Union[ArrayInput, _Mapping]] = ..., stored_result: _Optional[str] = ...) -> None: ...
+    list: ArgumentList
+    map: ArgumentMap
+    node: str
+    stored_item: StoredItem
+    def __init__(self, json: _Optional[str] = ..., arrow_ipc: _Optional[bytes] = ..., pickled: _Optional[_Union[PickledValue, _Mapping]] = ..., array: _Optional[_Union[ArrayInput, _Mapping]] = ..., stored_result: _Optional[str] = ..., list: _Optional[_Union[ArgumentList, _Mapping]] = ..., map: _Optional[_Union[ArgumentMap, _Mapping]] = ..., node: _Optional[str] = ..., stored_item: _Optional[_Union[StoredItem, _Mapping]] = ...) -> None: ...
+
+class ArgumentList(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Argument]
+    def __init__(self, items: _Optional[_Iterable[_Union[Argument, _Mapping]]] = ...) -> None: ...
+
+class ArgumentMap(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[ArgumentEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[ArgumentEntry, _Mapping]]] = ...) -> None: ...
+
+class ArgumentEntry(_message.Message):
+    __slots__ = ("key", "value")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: Argument
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[Argument, _Mapping]] = ...) -> None: ...
+
+class StoredItem(_message.Message):
+    __slots__ = ("task_id", "index")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    index: int
+    def __init__(self, task_id: _Optional[str] = ..., index: _Optional[int] = ...) -> None: ...
 
 class ArrayInput(_message.Message):
     __slots__ = ("uri", "ranges", "attributes", "layout", "condition", "batched")
