@@ -13,7 +13,7 @@ import linecache
 import socket
 import traceback
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import cloudpickle
@@ -140,10 +140,25 @@ def decode_arguments(task: TaskSpec, fetch: FetchBatch) -> tuple[list[Any], dict
 def _decode_argument(label: str, arg: ArgSpec, task: TaskSpec, fetch: FetchBatch) -> Any:
     if arg.kind == "arrays":  # from the server, not the client
         return decode_arrays(json.loads(arg.data), task.fds, fetch)
+    if arg.kind == "list":
+        return [
+            _decode_argument(f"{label}[{i}]", item, task, fetch) for i, item in enumerate(arg.items)
+        ]
+    if arg.kind == "dict":
+        return {
+            key: _decode_argument(f"{label}[{key!r}]", item, task, fetch)
+            for key, item in zip(arg.keys, arg.items, strict=True)
+        }
+    if arg.kind == "item":
+        return _item(label, arg)
+    return _decode_leaf(label, arg)
+
+
+def _decode_leaf(label: str, arg: ArgSpec) -> Any:
     try:
         if arg.kind == "json":
             return json.loads(arg.data)
-        if arg.kind == "arrow":
+        if arg.kind in ("arrow", "item"):
             return codec.from_ipc(arg.data)
         return cloudpickle.loads(arg.data)
     except Exception as exc:
@@ -154,6 +169,37 @@ def _decode_argument(label: str, arg: ArgSpec, task: TaskSpec, fetch: FetchBatch
             ),
             argument=label,
         ) from None
+
+
+def items_of(value: Any) -> Sequence[Any] | np.ndarray[Any, Any] | None:
+    """The items a graph maps over: a list's or tuple's members, a dict's values (in order),
+    an array's rows along its first axis; None for anything else."""
+    if isinstance(value, list | tuple):
+        return value
+    if isinstance(value, dict):
+        return list(value.values())
+    if isinstance(value, np.ndarray) and value.ndim >= 1:
+        return value
+    return None
+
+
+def item_count(value: Any) -> int | None:
+    """How many items ``value`` has (see :func:`items_of`), for the DONE frame."""
+    items = items_of(value)
+    return None if items is None else len(items)
+
+
+def _item(label: str, arg: ArgSpec) -> Any:
+    """Item ``arg.index`` of the Arrow value in ``arg.data``."""
+    items = items_of(_decode_leaf(label, arg))
+    if items is None or not 0 <= arg.index < len(items):
+        raise TaskFailure(
+            "ERROR_REASON_ARGUMENT_INVALID",
+            f"argument {label} is item {arg.index} of a value that has "
+            + ("no items" if items is None else f"{len(items)}"),
+            argument=label,
+        )
+    return items[arg.index]
 
 
 def call(fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:

@@ -222,8 +222,14 @@ def _run(channel: socket.socket, task: TaskSpec) -> tuple[dict[str, object], byt
     args, kwargs = execute.decode_arguments(task, functools.partial(_fetch_batch, channel))
     result = execute.call(fn, args, kwargs)
     schema, batches = execute.encode_result(result, task.max_chunk_bytes)
+    items = execute.item_count(result)
     ipc_bytes, tail = execute.write_stream(channel, schema, batches, task)
-    return {"rows": batches.rows, "batches": batches.batches, "ipc_bytes": ipc_bytes}, tail
+    figures: dict[str, object] = {
+        "rows": batches.rows,
+        "batches": batches.batches,
+        "ipc_bytes": ipc_bytes,
+    }
+    return figures | ({} if items is None else {"items": items}), tail
 
 
 def _limit_cpu(seconds: float) -> None:

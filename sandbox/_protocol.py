@@ -25,8 +25,9 @@ from __future__ import annotations
 import enum
 import json
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 HEADER = struct.Struct("!BI")
 TASK_HEADER = struct.Struct("!I")
@@ -39,7 +40,7 @@ MAX_TASK_FDS = 250
 #: Exception messages and tracebacks are cut to this many characters inside the worker.
 MAX_ERROR_TEXT = 32 * 1024
 
-ArgKind = Literal["json", "arrow", "pickled", "arrays"]
+ArgKind = Literal["json", "arrow", "pickled", "arrays", "list", "dict", "item"]
 UdfKind = Literal["pickled", "source"]
 
 #: Failure reasons a worker may report; anything else is a protocol violation.
@@ -72,10 +73,54 @@ class FrameType(enum.IntEnum):
 
 @dataclass(frozen=True)
 class ArgSpec:
-    """One encoded argument, still untrusted bytes; decoded only inside the worker."""
+    """One encoded argument, still untrusted bytes; decoded only inside the worker.
+
+    Leaves ("json", "arrow", "pickled", "arrays") carry ``data``. A "list" holds ``items``; a
+    "dict" holds ``items`` under ``keys``; an "item" is item ``index`` of the "arrow" value in
+    ``data`` (a graph's dynamic fan-out: every instance gets the whole parent output and picks
+    its own).
+    """
 
     kind: ArgKind
-    data: bytes
+    data: bytes = b""
+    items: tuple[ArgSpec, ...] = ()
+    keys: tuple[str, ...] = ()
+    index: int = 0
+
+    def shape(self) -> object:
+        """This argument's description in the TASK header (its bytes travel as blobs)."""
+        if self.kind == "list":
+            return {"list": [item.shape() for item in self.items]}
+        if self.kind == "dict":
+            return {"dict": [[k, v.shape()] for k, v in zip(self.keys, self.items, strict=True)]}
+        if self.kind == "item":
+            return {"item": self.index}
+        return self.kind
+
+    def blobs(self) -> list[bytes]:
+        """The bytes of this argument's leaves, depth first."""
+        if self.kind in ("list", "dict"):
+            return [blob for item in self.items for blob in item.blobs()]
+        return [self.data]
+
+    @classmethod
+    def from_shape(cls, shape: Any, blobs: Iterator[bytes]) -> ArgSpec:
+        """Inverse of :meth:`shape` and :meth:`blobs`."""
+        if isinstance(shape, str):
+            return cls(shape, next(blobs))  # type: ignore[arg-type]
+        if "list" in shape:
+            return cls("list", items=tuple(cls.from_shape(s, blobs) for s in shape["list"]))
+        if "dict" in shape:
+            pairs = shape["dict"]
+            items = tuple(cls.from_shape(s, blobs) for _, s in pairs)
+            return cls("dict", items=items, keys=tuple(k for k, _ in pairs))
+        return cls("item", next(blobs), index=int(shape["item"]))
+
+    def walk(self) -> Iterator[ArgSpec]:
+        """This argument and every argument nested in it."""
+        yield self
+        for item in self.items:
+            yield from item.walk()
 
 
 @dataclass(frozen=True)
@@ -100,13 +145,15 @@ class TaskSpec:
 
 def encode_task(task: TaskSpec) -> list[bytes]:
     """Return the TASK frame as buffers for ``sendmsg`` (blobs are not copied into one)."""
-    blobs = [task.udf, *(a.data for a in task.args), *(a.data for _, a in task.kwargs)]
+    blobs = [task.udf]
+    for arg in (*task.args, *(a for _, a in task.kwargs)):
+        blobs += arg.blobs()
     header = json.dumps(
         {
             "udf_kind": task.udf_kind,
             "entry_point": task.entry_point,
-            "args": [a.kind for a in task.args],
-            "kwargs": [[name, a.kind] for name, a in task.kwargs],
+            "args": [a.shape() for a in task.args],
+            "kwargs": [[name, a.shape()] for name, a in task.kwargs],
             "lengths": [len(b) for b in blobs],
             "max_chunk_bytes": task.max_chunk_bytes,
             "compression": task.compression,
@@ -129,8 +176,8 @@ def decode_task(payload: memoryview, fds: tuple[int, ...] = ()) -> TaskSpec:
         blobs.append(bytes(payload[offset : offset + length]))
         offset += length
     udf, rest = blobs[0], iter(blobs[1:])
-    args = tuple(ArgSpec(kind, next(rest)) for kind in header["args"])
-    kwargs = tuple((name, ArgSpec(kind, next(rest))) for name, kind in header["kwargs"])
+    args = tuple(ArgSpec.from_shape(shape, rest) for shape in header["args"])
+    kwargs = tuple((name, ArgSpec.from_shape(shape, rest)) for name, shape in header["kwargs"])
     return TaskSpec(
         udf_kind=header["udf_kind"],
         udf=udf,

@@ -60,6 +60,9 @@ class TaskSummary:
     wall_seconds: float
     cpu_seconds: float
     peak_memory_bytes: int
+    #: How many items the result has (a list's, a dict's, an array's first axis), when it has
+    #: them: a graph maps over them.
+    items: int | None = None
 
 
 def _frame_limit(task: TaskSpec) -> int:
@@ -317,11 +320,12 @@ def _summary(body: dict[str, Any]) -> TaskSummary:
             wall_seconds=float(body["wall_seconds"]),
             cpu_seconds=float(body["cpu_seconds"]),
             peak_memory_bytes=int(body["peak_memory_bytes"]),
+            items=None if body.get("items") is None else int(body["items"]),
         )
     except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ProtocolViolationError(f"malformed DONE frame: {exc!r}") from None
     for value in dataclasses.astuple(summary):
-        if not 0 <= value <= MAX_COUNT:  # also false for NaN
+        if value is not None and not 0 <= value <= MAX_COUNT:  # also false for NaN
             raise ProtocolViolationError(f"DONE frame with an impossible figure: {value!r}")
     return summary
 

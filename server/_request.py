@@ -7,6 +7,7 @@ opaque until a sandboxed worker decodes them.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tilefn.sandbox import ArgSpec, TaskSpec, UdfKind
@@ -35,16 +36,8 @@ class Execution:
     memory_bytes: int
 
 
-def plan_execution(
-    request: udf_service_pb2.ExecuteUdfRequest,
-    config: ServerConfig,
-    registered: UdfVersion | None = None,
-) -> Execution:
-    """Check the request; raise ServiceError with the precise reason for anything wrong.
-
-    ``registered`` is the version ``request.udf.registered`` resolved to (the caller resolves
-    it, because that needs the store and the caller's rights).
-    """
+def check_size(request: udf_service_pb2.ExecuteUdfRequest, config: ServerConfig) -> None:
+    """REQUEST_TOO_LARGE past the server's request limit."""
     size = request.ByteSize()
     if size > config.max_request_bytes:
         raise ServiceError(
@@ -53,16 +46,50 @@ def plan_execution(
             size=str(size),
             limit=str(config.max_request_bytes),
         )
+
+
+def stored_refs(request: udf_service_pb2.ExecuteUdfRequest) -> set[str]:
+    """The ids of the tasks whose stored results the arguments pass by reference."""
+    found: set[str] = set()
+    pending = [*request.args, *request.kwargs.values()]
+    while pending:
+        arg = pending.pop()
+        kind = arg.WhichOneof("kind")
+        if kind == "stored_result":
+            found.add(arg.stored_result)
+        elif kind == "stored_item":
+            found.add(arg.stored_item.task_id)
+        elif kind == "list":
+            pending += arg.list.items
+        elif kind == "map":
+            pending += [entry.value for entry in arg.map.entries]
+    return found
+
+
+def plan_execution(
+    request: udf_service_pb2.ExecuteUdfRequest,
+    config: ServerConfig,
+    registered: UdfVersion | None = None,
+    stored: Mapping[str, bytes] | None = None,
+) -> Execution:
+    """Check the request; raise ServiceError with the precise reason for anything wrong.
+
+    ``registered`` is the version ``request.udf.registered`` resolved to, ``stored`` the bytes
+    of the stored results it passes by reference (see :func:`stored_refs`); the caller finds
+    both, because that needs the store and the caller's rights.
+    """
+    check_size(request, config)
     udf_kind, udf, entry_point = _udf(request.udf, registered)
     options = request.options
+    arguments = _Arguments(stored or {})
     return Execution(
         task=TaskSpec(
             udf_kind=udf_kind,
             udf=udf,
             entry_point=entry_point,
-            args=tuple(_argument(f"args[{i}]", a) for i, a in enumerate(request.args)),
+            args=tuple(arguments.top(f"args[{i}]", a) for i, a in enumerate(request.args)),
             kwargs=tuple(
-                (name, _argument(f"kwargs[{name!r}]", a)) for name, a in request.kwargs.items()
+                (name, arguments.top(f"kwargs[{name!r}]", a)) for name, a in request.kwargs.items()
             ),
             max_chunk_bytes=_chunk_bytes(options.max_chunk_bytes),
             compression=_compression(options.compression),
@@ -124,7 +151,45 @@ def _check_python(value: udf_pb2.PickledValue, what: str) -> None:
     )
 
 
-def _argument(label: str, arg: udf_pb2.Argument) -> ArgSpec:
+class _Arguments:
+    """Turns Arguments into ArgSpecs, with the bytes of the stored results they refer to."""
+
+    def __init__(self, stored: Mapping[str, bytes]) -> None:
+        self._stored = stored
+
+    def top(self, label: str, arg: udf_pb2.Argument) -> ArgSpec:
+        """A positional or keyword argument (array inputs only here: staging fills them in)."""
+        if arg.WhichOneof("kind") == "array":
+            return ArgSpec("arrays", b"")
+        return self.value(label, arg)
+
+    def value(self, label: str, arg: udf_pb2.Argument) -> ArgSpec:
+        kind = arg.WhichOneof("kind")
+        if kind == "list":
+            items = enumerate(arg.list.items)
+            return ArgSpec("list", items=tuple(self.value(f"{label}[{i}]", a) for i, a in items))
+        if kind == "map":
+            return self._map(label, arg.map)
+        if kind == "stored_result":
+            return ArgSpec("arrow", self._stored.get(arg.stored_result, b""))
+        if kind == "stored_item":
+            data = self._stored.get(arg.stored_item.task_id, b"")
+            return ArgSpec("item", data, index=arg.stored_item.index)
+        return _leaf(label, arg)
+
+    def _map(self, label: str, value: udf_pb2.ArgumentMap) -> ArgSpec:
+        keys = [entry.key for entry in value.entries]
+        if len(set(keys)) != len(keys):
+            raise ServiceError(
+                R.ERROR_REASON_ARGUMENT_INVALID,
+                f"argument {label} repeats a key",
+                argument=label,
+            )
+        items = tuple(self.value(f"{label}[{e.key!r}]", e.value) for e in value.entries)
+        return ArgSpec("dict", items=items, keys=tuple(keys))
+
+
+def _leaf(label: str, arg: udf_pb2.Argument) -> ArgSpec:
     kind = arg.WhichOneof("kind")
     if kind == "json":
         return ArgSpec("json", arg.json.encode())
@@ -133,10 +198,17 @@ def _argument(label: str, arg: udf_pb2.Argument) -> ArgSpec:
     if kind == "pickled":
         _check_python(arg.pickled, f"argument {label}")
         return ArgSpec("pickled", arg.pickled.data)
-    if kind == "array":
-        return ArgSpec("arrays", b"")  # filled in by staging, which reads the array
-    if kind == "stored_result":
-        return ArgSpec("arrow", b"")  # filled in with the stored file's bytes
+    if kind in ("array", "node"):
+        what, where = (
+            ("an array input", "a top-level argument")
+            if kind == "array"
+            else ("a node reference", "an argument of a graph node")
+        )
+        raise ServiceError(
+            R.ERROR_REASON_ARGUMENT_INVALID,
+            f"argument {label}: {what} can only be {where}",
+            argument=label,
+        )
     raise ServiceError(
         R.ERROR_REASON_ARGUMENT_INVALID, f"argument {label} has no value", argument=label
     )

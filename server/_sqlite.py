@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ._sqlite_graphs import GraphTables
 from ._sqlite_tasks import TaskTables
 from ._status import R, ServiceError
 from ._store import (
@@ -127,6 +128,25 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX tasks_expiry ON tasks (result_expires_at) WHERE result_path != ''",
         "CREATE INDEX tasks_finished ON tasks (finished_at)",
     ),
+    (
+        """CREATE TABLE graphs (
+            graph_id TEXT PRIMARY KEY,
+            namespace TEXT NOT NULL,
+            token_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            status TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            spec BLOB NOT NULL,
+            nodes TEXT NOT NULL,
+            finished_at REAL,
+            error_reason TEXT NOT NULL,
+            error_message TEXT NOT NULL,
+            retries INTEGER NOT NULL,
+            counts TEXT NOT NULL)""",
+        "CREATE INDEX graphs_namespace ON graphs (namespace, created_at)",
+        "CREATE INDEX graphs_status ON graphs (status)",
+    ),
 )
 TOKEN_PREFIX = "tfn"
 VERSION_COLUMNS = (
@@ -145,7 +165,7 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-class SqliteStore(TaskTables):
+class SqliteStore(TaskTables, GraphTables):
     """``Store`` on one SQLite file; see the module docstring."""
 
     def __init__(self, path: str | Path) -> None:

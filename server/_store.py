@@ -143,6 +143,45 @@ class TaskRecord:
     result_expires_at: float | None = None
 
 
+GraphStatus = Literal["RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
+
+
+@dataclass(frozen=True)
+class GraphRecord:
+    """A submitted graph: its request, as sent, and the state of each node (JSON, see
+    ``_graph_state``), written as a whole (the writer keeps only the latest of each graph)."""
+
+    graph_id: str
+    namespace: str
+    token_id: str
+    name: str
+    status: GraphStatus
+    #: The server process running it ("host:pid:start"), as for tasks.
+    owner: str
+    created_at: float
+    #: The SubmitGraphRequest's wire bytes.
+    spec: bytes
+    #: The nodes' states: a JSON list.
+    nodes: str
+    finished_at: float | None = None
+    error_reason: str = ""
+    error_message: str = ""
+    #: How many times RetryGraph ran it again.
+    retries: int = 0
+    #: "NODE_STATUS_..." name -> count, as JSON (ListGraphs shows it without the nodes).
+    counts: str = "{}"
+
+
+@dataclass(frozen=True)
+class GraphQuery:
+    """Which graphs ListGraphs wants."""
+
+    namespaces: frozenset[str] | None  # None: every namespace (admins)
+    status: str = ""
+    before: tuple[float, str] | None = None  # (created_at, graph_id) of the previous page's last
+    limit: int = 100
+
+
 @dataclass(frozen=True)
 class TaskQuery:
     """Which tasks ListTasks wants."""
@@ -215,4 +254,17 @@ class Store(Protocol):
     def stored_bytes_by_namespace(self) -> dict[str, int]: ...
     def forget_tasks(self, ended_before: float) -> int:
         """Delete the records of tasks that ended before then and keep no result."""
+        ...
+
+    # graphs
+
+    def save_graphs(self, records: Sequence[GraphRecord]) -> None: ...
+    def graph(self, graph_id: str) -> GraphRecord | None: ...
+    def graphs(self, query: GraphQuery) -> list[GraphRecord]:
+        """The graphs asked for, newest first, without their spec and nodes."""
+        ...
+
+    def unfinished_graphs(self) -> list[GraphRecord]: ...
+    def forget_graphs(self, ended_before: float) -> int:
+        """Delete the records of graphs that ended before then."""
         ...

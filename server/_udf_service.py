@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -13,7 +12,7 @@ from typing import Any
 
 import grpc
 
-from tilefn.sandbox import ArgSpec, LogPart, TaskLogs, TaskSummary, WorkerPool
+from tilefn.sandbox import LogPart, TaskLogs, TaskSummary, WorkerPool
 from tilefn.v1 import udf_service_pb2 as pb
 
 from ._admission import Admission
@@ -23,7 +22,7 @@ from ._config import ServerConfig
 from ._identity import Call, Identity
 from ._logging import bind_task
 from ._metrics import Metrics
-from ._request import Execution, plan_execution
+from ._request import Execution, check_size, plan_execution, stored_refs
 from ._results import ResultSink, read_whole
 from ._staging import StagedArrays
 from ._status import (
@@ -179,8 +178,8 @@ class UdfService:
             registered = await asyncio.to_thread(
                 self._identity.registry.resolve, call.principal, request.udf.registered
             )
-        execution = plan_execution(request, self._config, registered)
-        execution = await self._with_stored_results(call, request, execution)
+        stored = await self._stored_results(call, request)
+        execution = plan_execution(request, self._config, registered, stored)
         call.udf = registered.ref if registered else await _digest(execution.task.udf)
         store = store or request.options.store_result
         ttl = self._tasks.ttl(request.options.result_ttl.ToNanoseconds() / 1e9) if store else 0.0
@@ -194,33 +193,22 @@ class UdfService:
             )
         return execution
 
-    async def _with_stored_results(
-        self, call: Call, request: pb.ExecuteUdfRequest, execution: Execution
-    ) -> Execution:
-        """Put the bytes of results passed by reference (``Argument.stored_result``) in place."""
-        named = [
-            (i, a.stored_result) for i, a in enumerate(request.args) if a.HasField("stored_result")
-        ]
-        keyed = [
-            (k, a.stored_result) for k, a in request.kwargs.items() if a.HasField("stored_result")
-        ]
-        if not named and not keyed:
-            return execution
-        budget = [self._config.array_memory_budget]  # for all of them together
+    async def _stored_results(self, call: Call, request: pb.ExecuteUdfRequest) -> dict[str, bytes]:
+        """The bytes of the stored results the arguments pass by reference, read together
+        within one budget (``array_memory_budget``)."""
+        refs = stored_refs(request)
+        if not refs:
+            return {}
+        check_size(request, self._config)  # before reading anything for it
 
-        def load(task_id: str) -> ArgSpec:
-            task = self._tasks.get(call.principal, task_id)
-            data = read_whole(task, budget[0])
-            budget[0] -= len(data)
-            return ArgSpec("arrow", data)
+        def load() -> dict[str, bytes]:
+            budget, found = self._config.array_memory_budget, {}
+            for task_id in sorted(refs):
+                found[task_id] = read_whole(self._tasks.get(call.principal, task_id), budget)
+                budget -= len(found[task_id])
+            return found
 
-        args, kwargs = list(execution.task.args), dict(execution.task.kwargs)
-        for i, task_id in named:
-            args[i] = await asyncio.to_thread(load, task_id)
-        for key, task_id in keyed:
-            kwargs[key] = await asyncio.to_thread(load, task_id)
-        task = dataclasses.replace(execution.task, args=tuple(args), kwargs=tuple(kwargs.items()))
-        return dataclasses.replace(execution, task=task)
+        return await asyncio.to_thread(load)
 
     async def _execute(
         self, execution: Execution, request: pb.ExecuteUdfRequest, call: Call, limit: int

@@ -1,4 +1,4 @@
-"""Writes audit records and task states to the store in batches, off the event loop.
+"""Writes audit records, task and graph states to the store in batches, off the event loop.
 
 Records are queued by the serving loop and written by one thread every ``FLUSH_SECONDS`` (or
 sooner when ``BATCH`` are waiting), so a call costs no database write of its own. ``close``
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
-from ._store import AuditRecord, Store, TaskRecord
+from ._store import AuditRecord, GraphRecord, Store, TaskRecord
 
 log = logging.getLogger(__name__)
 
@@ -20,16 +22,69 @@ BATCH = 200
 #: Records held for a retry while the store refuses writes; past this, new failures drop them.
 MAX_HELD = 100_000
 
+Record = TypeVar("Record")
+
+
+class _Latest(Generic[Record]):
+    """The latest state of each record (by id) not yet written, and how to write them.
+
+    Used under the writer's lock, except ``write``, which runs in the writer's thread.
+    """
+
+    def __init__(
+        self, what: str, key: Callable[[Record], str], save: Callable[[list[Record]], None]
+    ) -> None:
+        self.what = what
+        self._key = key
+        self._save = save
+        self.queued: dict[str, Record] = {}
+        #: Taken by the write in progress: still findable until it is done.
+        self.writing: dict[str, Record] = {}
+
+    def put(self, record: Record) -> int:
+        self.queued[self._key(record)] = record
+        return len(self.queued)
+
+    def find(self, key: str) -> Record | None:
+        return self.queued.get(key) or self.writing.get(key)
+
+    def take(self) -> dict[str, Record]:
+        self.writing, self.queued = self.queued, {}
+        return self.writing
+
+    def write(self, records: dict[str, Record]) -> dict[str, Record]:
+        """Write ``records``; return those that failed (a failed batch is written record by
+        record, so that one bad record cannot hold back the others)."""
+        if not records:
+            return {}
+        try:
+            self._save(list(records.values()))
+            return {}
+        except Exception:
+            pass
+        failed = {}
+        for key, record in records.items():
+            try:
+                self._save([record])
+            except Exception:
+                log.exception("could not write the record of %s %s; will retry", self.what, key)
+                failed[key] = record
+        return failed
+
+    def done(self, failed: dict[str, Record]) -> None:
+        self.writing = {}
+        if len(self.queued) < MAX_HELD:  # newer states of the same records win
+            self.queued = failed | self.queued
+
 
 class StoreWriter:
-    """Batches AuditRecords and TaskRecords into a store."""
+    """Batches AuditRecords, TaskRecords and GraphRecords into a store."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
         self._pending: list[AuditRecord] = []
-        #: The latest state of each task not yet written (or being written), by id.
-        self._tasks: dict[str, TaskRecord] = {}
-        self._writing: dict[str, TaskRecord] = {}
+        self._tasks = _Latest[TaskRecord]("task", lambda r: r.task_id, store.save_tasks)
+        self._graphs = _Latest[GraphRecord]("graph", lambda r: r.graph_id, store.save_graphs)
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
         self._wake = threading.Event()
@@ -48,33 +103,38 @@ class StoreWriter:
     def save_task(self, record: TaskRecord) -> None:
         """Queue a task's new state (a later state of the same task replaces it)."""
         with self._lock:
-            self._tasks[record.task_id] = record
-            full = len(self._tasks) >= BATCH
+            full = self._tasks.put(record) >= BATCH
         if full:
             self._wake.set()
+
+    def save_graph(self, record: GraphRecord) -> None:
+        """Queue a graph's new state (a later state of the same graph replaces it)."""
+        with self._lock:
+            self._graphs.put(record)
 
     def pending_task(self, task_id: str) -> TaskRecord | None:
         """A state queued but not yet written."""
         with self._lock:
-            return self._tasks.get(task_id) or self._writing.get(task_id)
+            return self._tasks.find(task_id)
+
+    def pending_graph(self, graph_id: str) -> GraphRecord | None:
+        """A state queued but not yet written."""
+        with self._lock:
+            return self._graphs.find(graph_id)
 
     def flush(self) -> None:
         """Write what is queued now (blocking)."""
-        with self._flushing:  # one flush at a time, so that ``_writing`` stays accurate
+        with self._flushing:  # one flush at a time, so that ``writing`` stays accurate
             self._flush()
 
     def _flush(self) -> None:
         with self._lock:
             records, self._pending = self._pending, []
-            tasks, self._tasks = self._tasks, {}
-            self._writing = tasks
-        if tasks:
-            try:
-                self._store.save_tasks(list(tasks.values()))
-            except Exception:
-                self._save_one_by_one(tasks)
+            tasks, graphs = self._tasks.take(), self._graphs.take()
+        failed_tasks, failed_graphs = self._tasks.write(tasks), self._graphs.write(graphs)
         with self._lock:
-            self._writing = {}
+            self._tasks.done(failed_tasks)
+            self._graphs.done(failed_graphs)
         if records:
             try:
                 self._store.add_audit(records)
@@ -83,20 +143,6 @@ class StoreWriter:
                 with self._lock:
                     if len(self._pending) < MAX_HELD:
                         self._pending[:0] = records
-
-    def _save_one_by_one(self, tasks: dict[str, TaskRecord]) -> None:
-        """A batch failed: write its records singly, so that one bad record cannot hold back
-        the others; the ones that still fail are retried later (the store may be busy)."""
-        failed = {}
-        for task_id, record in tasks.items():
-            try:
-                self._store.save_tasks([record])
-            except Exception:
-                log.exception("could not write the record of task %s; will retry", task_id)
-                failed[task_id] = record
-        with self._lock:  # newer states of the same tasks win
-            if len(self._tasks) < MAX_HELD:
-                self._tasks = failed | self._tasks
 
     def _run(self) -> None:
         while not self._closed:

@@ -1,0 +1,75 @@
+"""The graphs table of the SQLite store (a mixin of ``SqliteStore``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import astuple
+from typing import Any
+
+from ._store import GraphQuery, GraphRecord
+
+GRAPH_COLUMNS = ", ".join(f.name for f in dataclasses.fields(GraphRecord))
+#: Listings leave out what only GetGraph shows.
+LISTED_COLUMNS = GRAPH_COLUMNS.replace("spec", "x''").replace("nodes", "'[]'")
+
+
+class GraphTables:
+    """Graphs and their node states; needs ``_db`` and ``_write``."""
+
+    _db: Callable[[], sqlite3.Connection]
+    _write: Callable[[], AbstractContextManager[sqlite3.Connection]]
+
+    def save_graphs(self, records: Sequence[GraphRecord]) -> None:
+        marks = ", ".join("?" * len(dataclasses.fields(GraphRecord)))
+        with self._write() as db:
+            db.executemany(
+                f"INSERT OR REPLACE INTO graphs ({GRAPH_COLUMNS}) VALUES ({marks})",
+                [astuple(r) for r in records],
+            )
+
+    def graph(self, graph_id: str) -> GraphRecord | None:
+        row = (
+            self._db()
+            .execute(f"SELECT {GRAPH_COLUMNS} FROM graphs WHERE graph_id = ?", (graph_id,))
+            .fetchone()
+        )
+        return _graph(row) if row else None
+
+    def graphs(self, query: GraphQuery) -> list[GraphRecord]:
+        where, values = ["1"], []  # type: tuple[list[str], list[Any]]
+        if query.namespaces is not None:
+            where.append(f"namespace IN ({','.join('?' * len(query.namespaces))})")
+            values += sorted(query.namespaces)
+        if query.status:
+            where.append("status = ?")
+            values.append(query.status)
+        if query.before is not None:
+            where.append("(created_at, graph_id) < (?, ?)")
+            values += list(query.before)
+        rows = self._db().execute(
+            f"SELECT {LISTED_COLUMNS} FROM graphs WHERE {' AND '.join(where)} "
+            "ORDER BY created_at DESC, graph_id DESC LIMIT ?",
+            (*values, query.limit),
+        )
+        return [_graph(row) for row in rows]
+
+    def unfinished_graphs(self) -> list[GraphRecord]:
+        rows = self._db().execute(f"SELECT {GRAPH_COLUMNS} FROM graphs WHERE status = 'RUNNING'")
+        return [_graph(row) for row in rows]
+
+    def forget_graphs(self, ended_before: float) -> int:
+        with self._write() as db:
+            done = db.execute(
+                "DELETE FROM graphs WHERE finished_at < ? AND status != 'RUNNING'",
+                (ended_before,),
+            )
+        return int(done.rowcount)
+
+
+def _graph(row: Any) -> GraphRecord:
+    values = dict(zip((f.name for f in dataclasses.fields(GraphRecord)), row, strict=True))
+    values["spec"] = bytes(values["spec"])
+    return GraphRecord(**values)
