@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from tilefn.v1 import (
     admin_service_pb2_grpc,
     array_service_pb2,
     array_service_pb2_grpc,
+    graph_service_pb2_grpc,
     registry_service_pb2,
     registry_service_pb2_grpc,
     server_info_pb2,
@@ -36,6 +38,9 @@ from ._admin_service import AdminService
 from ._admission import Admission, AdmissionLimits
 from ._array_service import ArrayService
 from ._config import ConfigError, ServerConfig
+from ._graph_service import SERVICE as GRAPH_SERVICE
+from ._graph_service import GraphService
+from ._graphs import Graphs
 from ._identity import Identity
 from ._info_service import ServerInfoService
 from ._metrics import Metrics, MetricsEndpoint
@@ -54,7 +59,7 @@ INFO_SERVICE = server_info_pb2.DESCRIPTOR.services_by_name["ServerInfoService"].
 REGISTRY_SERVICE = registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
 ADMIN_SERVICE = admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 #: Health is reported for the server ("") and each service that depends on workers or storage.
-HEALTH_NAMES = ("", UDF_SERVICE, ARRAY_SERVICE, REGISTRY_SERVICE)
+HEALTH_NAMES = ("", UDF_SERVICE, GRAPH_SERVICE, ARRAY_SERVICE, REGISTRY_SERVICE)
 #: How often expired stored results are looked for, in seconds.
 SWEEP_SECONDS = 60.0
 #: Headroom above max_request_bytes so oversized requests reach our handler and get a clear error.
@@ -75,6 +80,7 @@ class TilefnServer:
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self._udf: UdfService | None = None
+        self._graphs: Graphs | None = None
         #: Bounded, fair admission of executions (built in ``start``, where limits are checked).
         self.admission: Admission | None = None
         self._identity: Identity | None = None
@@ -109,6 +115,14 @@ class TilefnServer:
             self.config, self.pool, catalog, identity, admission=admission, metrics=self.metrics
         )
         add_to_server(self._udf, TaskQueries(identity), server)
+        self._graphs = graphs = Graphs(
+            identity.store, identity.writer, identity.tasks, runner=self._udf,
+            check=self._udf.check, max_parallel=admission.limits.max_running,
+        )  # fmt: skip
+        self._recover_graphs(graphs)
+        graph_service_pb2_grpc.add_GraphServiceServicer_to_server(
+            GraphService(identity.auth, graphs), server
+        )
         array_service_pb2_grpc.add_ArrayServiceServicer_to_server(
             ArrayService(catalog, identity), server
         )
@@ -121,6 +135,7 @@ class TilefnServer:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         names = (
             UDF_SERVICE,
+            GRAPH_SERVICE,
             ARRAY_SERVICE,
             REGISTRY_SERVICE,
             ADMIN_SERVICE,
@@ -169,7 +184,7 @@ class TilefnServer:
         if self._udf is not None:
             self._udf.draining = True
         grace = self.config.drain_grace if grace is None else grace
-        draining = [self._udf.drain(grace)] if self._udf is not None else []
+        draining = [self._drain_executions(grace)]
         if self._server is not None:
             draining.append(self._server.stop(grace))
         await asyncio.gather(*draining)
@@ -179,6 +194,21 @@ class TilefnServer:
         if self._identity is not None:
             self._identity.close()
         await self._metrics_endpoint.close()
+
+    async def _drain_executions(self, grace: float) -> None:
+        """Graphs first (they stop starting nodes at the end of the grace), then the rest of
+        the executions get what is left of it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        if self._graphs is not None:
+            await self._graphs.drain(grace)
+        if self._udf is not None:
+            await self._udf.drain(max(0.0, deadline - loop.time()))
+
+    def _recover_graphs(self, graphs: Graphs) -> None:
+        failed = graphs.recover()
+        if failed:
+            log.warning("%d graphs of a server that stopped unexpectedly marked FAILED", failed)
 
     def _start_housekeeping(self, identity: Identity) -> None:
         """Fail the tasks of dead servers and delete expired results: now, then periodically."""
@@ -199,6 +229,8 @@ class TilefnServer:
         async def sweep() -> None:
             while True:
                 removed, forgotten = await asyncio.to_thread(identity.tasks.sweep)
+                retention = identity.tasks.settings.retention
+                await asyncio.to_thread(identity.store.forget_graphs, time.time() - retention)
                 if removed or forgotten:
                     log.info("deleted %d expired results, %d old task records", removed, forgotten)
                 totals = await asyncio.to_thread(identity.store.stored_bytes_by_namespace)

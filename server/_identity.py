@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -39,6 +39,8 @@ class Call:
     logs: TaskLogs | None = None
     #: Set when a block hands the execution on (SubmitUdf's background run records it).
     handed_off: bool = False
+    #: Called once a worker starts running it (a graph's node events).
+    on_started: Callable[[], None] | None = None
 
 
 @dataclass

@@ -84,7 +84,7 @@ class TaskQueries:
             status=STATUSES.get(request.status, ""),
             created_after=request.created_after.ToNanoseconds() / 1e9,
             udf=request.udf,
-            before=_page_token(request.page_token),
+            before=parse_page_token(request.page_token),
             limit=size + 1,
         )
         found = await asyncio.to_thread(self._tasks.list, principal, query)
@@ -165,7 +165,7 @@ def _since(tail: bytes, total: int, sent: int) -> pb.TaskLogs:
     return pb.TaskLogs(text=text, total_bytes=total, truncated=begin > sent)
 
 
-def _page_token(token: str) -> tuple[float, str] | None:
+def parse_page_token(token: str) -> tuple[float, str] | None:
     if not token:
         return None
     created, _, task_id = token.partition("/")

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from hashlib import sha256
 from typing import Any
 
@@ -17,8 +17,9 @@ from tilefn.v1 import udf_service_pb2 as pb
 
 from ._admission import Admission
 from ._arrays import ArrayCatalog
-from ._auth import ArrayAccess
+from ._auth import ArrayAccess, Principal
 from ._config import ServerConfig
+from ._graph_run import NodeOutcome
 from ._identity import Call, Identity
 from ._logging import bind_task
 from ._metrics import Metrics
@@ -33,6 +34,7 @@ from ._status import (
     to_service_error,
     unary_status_mapped,
 )
+from ._store import UdfVersion
 from ._task_service import TaskQueries, task_message
 from ._times import duration
 
@@ -140,6 +142,25 @@ class UdfService:
             async for _ in self._execute(execution, request, call, execution.max_result_bytes):
                 pass
 
+    async def run_node(
+        self,
+        principal: Principal,
+        request: pb.ExecuteUdfRequest,
+        task_id: str,
+        on_started: Callable[[], None],
+    ) -> NodeOutcome:
+        """Run a graph's node as a task of ``principal`` whose result is stored; raises
+        ServiceError when it fails (CancelledError when cancelled: the task records it).
+        Nodes still start while the server drains: the graphs stop at the end of the grace."""
+        call = Call(task_id, "GraphNode", principal, on_started=on_started)
+        bind_task(task_id, principal.namespace)
+        with self._identity.recorded(call):
+            execution = await self._plan(call, request, asyncio.current_task(), store=True)
+            async for _ in self._execute(execution, request, call, execution.max_result_bytes):
+                pass
+        written = call.sink.bytes if call.sink is not None else 0
+        return NodeOutcome(written, call.summary.items if call.summary is not None else None)
+
     async def drain(self, grace: float) -> None:
         """Give running tasks (calls and submitted ones) ``grace`` seconds, then cancel and
         record the rest."""
@@ -167,17 +188,7 @@ class UdfService:
     ) -> Execution:
         """Validate the request (resolving a registered UDF the caller may run and results
         passed by reference), then create its task, QUEUED."""
-        if (
-            request.arrays
-            or any(a.HasField("array") for a in request.args)
-            or any(a.HasField("array") for a in request.kwargs.values())
-        ):
-            call.principal.require("read_arrays")
-        registered = None
-        if request.udf.WhichOneof("kind") == "registered":
-            registered = await asyncio.to_thread(
-                self._identity.registry.resolve, call.principal, request.udf.registered
-            )
+        registered = await self._permitted(call.principal, request)
         stored = await self._stored_results(call, request)
         execution = plan_execution(request, self._config, registered, stored)
         call.udf = registered.ref if registered else await _digest(execution.task.udf)
@@ -192,6 +203,28 @@ class UdfService:
                 self._identity.store, settings.results_dir, record, settings.quota_bytes
             )
         return execution
+
+    async def _permitted(
+        self, principal: Principal, request: pb.ExecuteUdfRequest
+    ) -> UdfVersion | None:
+        """Check the caller's scopes for the request; resolve a registered UDF they may run."""
+        if (
+            request.arrays
+            or any(a.HasField("array") for a in request.args)
+            or any(a.HasField("array") for a in request.kwargs.values())
+        ):
+            principal.require("read_arrays")
+        if request.udf.WhichOneof("kind") != "registered":
+            return None
+        return await asyncio.to_thread(
+            self._identity.registry.resolve, principal, request.udf.registered
+        )
+
+    async def check(self, principal: Principal, request: pb.ExecuteUdfRequest) -> None:
+        """Validate a request as ExecuteUdf would, without running it (a graph's nodes at
+        submission, their references to other nodes and stored results left empty)."""
+        registered = await self._permitted(principal, request)
+        plan_execution(request, self._config, registered, {})
 
     async def _stored_results(self, call: Call, request: pb.ExecuteUdfRequest) -> dict[str, bytes]:
         """The bytes of the stored results the arguments pass by reference, read together
@@ -266,6 +299,8 @@ class UdfService:
             # Workers are reused only within one namespace (the caller's own).
             async with self._pool.lease(call.principal.namespace, fresh=custom_memory) as worker:
                 self._tasks.started(call.task_id)
+                if call.on_started is not None:
+                    call.on_started()
                 await self._pool.limit(worker, execution.memory_bytes)
                 frames = worker.run(task, staged.provide)
                 # The deadline covers the worker, not time spent waiting on a slow reader.

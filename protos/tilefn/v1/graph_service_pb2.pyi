@@ -43,7 +43,6 @@ class NodeEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     NODE_EVENT_KIND_PARENT_FAILED: _ClassVar[NodeEventKind]
     NODE_EVENT_KIND_CANCELLED: _ClassVar[NodeEventKind]
     NODE_EVENT_KIND_EXPANDED: _ClassVar[NodeEventKind]
-    NODE_EVENT_KIND_RESET: _ClassVar[NodeEventKind]
 GRAPH_STATUS_UNSPECIFIED: GraphStatus
 GRAPH_STATUS_RUNNING: GraphStatus
 GRAPH_STATUS_SUCCEEDED: GraphStatus
@@ -67,7 +66,6 @@ NODE_EVENT_KIND_RETRIED: NodeEventKind
 NODE_EVENT_KIND_PARENT_FAILED: NodeEventKind
 NODE_EVENT_KIND_CANCELLED: NodeEventKind
 NODE_EVENT_KIND_EXPANDED: NodeEventKind
-NODE_EVENT_KIND_RESET: NodeEventKind
 
 class SubmitGraphRequest(_message.Message):
     __slots__ = ("name", "nodes", "options")
