@@ -83,7 +83,7 @@ class Graphs:
             for p in plans
         }
         link_children(nodes)
-        return self._start(record, request, nodes, principal)
+        return await self._start(record, request, nodes, principal)
 
     def _options(self, options: gpb.GraphOptions) -> None:
         if options.deadline.ToNanoseconds() < 0:
@@ -92,13 +92,19 @@ class Graphs:
             )
         self._tasks.ttl(options.result_ttl.ToNanoseconds() / 1e9)  # OPTION_INVALID past the max
 
-    def _start(
+    async def _start(
         self,
         record: GraphRecord,
         request: gpb.SubmitGraphRequest,
         nodes: dict[str, NodeState],
         principal: Principal,
     ) -> GraphRun:
+        """Write the graph to the store (it is never lost once the caller has its id), then
+        run it."""
+        record = dataclasses.replace(
+            record, nodes=dump_nodes(nodes), counts=json.dumps(counts(nodes))
+        )
+        await asyncio.to_thread(self._store.save_graphs, [record])
         retries = {p.id: p.retry for p in plan_graph(request)}
         parallelism = min(request.options.parallelism or self._max_parallel, self._max_parallel)
         run = GraphRun(
@@ -140,7 +146,8 @@ class Graphs:
             record, status="RUNNING", owner=OWNER, token_id=principal.token_id,
             finished_at=None, error_reason="", error_message="", retries=record.retries + 1,
         )  # fmt: skip
-        return self._start(record, gpb.SubmitGraphRequest.FromString(record.spec), nodes, principal)
+        request = gpb.SubmitGraphRequest.FromString(record.spec)
+        return await self._start(record, request, nodes, principal)
 
     def _stored_task_ids(self, nodes: dict[str, NodeState]) -> set[str]:
         """The succeeded nodes whose stored results are still there."""

@@ -16,13 +16,10 @@ def arg(value: Any) -> udf_pb2.Argument:
     """A JSON argument; ``ref("x")`` values, lists and dicts of them, nest as references."""
     if isinstance(value, udf_pb2.Argument):
         return value
-    if isinstance(value, list) and any(
-        isinstance(v, udf_pb2.Argument | list | dict) for v in value
-    ):
+    nested = udf_pb2.Argument | list | dict
+    if isinstance(value, list) and any(isinstance(v, nested) for v in value):
         return udf_pb2.Argument(list=udf_pb2.ArgumentList(items=[arg(v) for v in value]))
-    if isinstance(value, dict) and any(
-        isinstance(v, udf_pb2.Argument | list | dict) for v in value.values()
-    ):
+    if isinstance(value, dict) and any(isinstance(v, nested) for v in value.values()):
         entries = [udf_pb2.ArgumentEntry(key=k, value=arg(v)) for k, v in value.items()]
         return udf_pb2.Argument(map=udf_pb2.ArgumentMap(entries=entries))
     return udf_pb2.Argument(json=json.dumps(value))
