@@ -62,6 +62,8 @@ ADMIN_SERVICE = admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].fu
 HEALTH_NAMES = ("", UDF_SERVICE, GRAPH_SERVICE, ARRAY_SERVICE, REGISTRY_SERVICE)
 #: How often expired stored results are looked for, in seconds.
 SWEEP_SECONDS = 60.0
+#: How long the stored-bytes metric of a namespace may lag behind a newly stored result.
+RECOUNT_SECONDS = 1.0
 #: Headroom above max_request_bytes so oversized requests reach our handler and get a clear error.
 RECEIVE_SLACK = 1 << 20
 
@@ -220,8 +222,18 @@ class TilefnServer:
             identity.writer.flush()  # the new result's record first
             return identity.store.stored_bytes(namespace)
 
+        recounting: set[str] = set()
+
         async def recount(namespace: str) -> None:
-            total = await asyncio.to_thread(count, namespace)
+            """At most one count per namespace a second, however many results are stored."""
+            if namespace in recounting:
+                return
+            recounting.add(namespace)
+            try:
+                await asyncio.sleep(RECOUNT_SECONDS)
+                total = await asyncio.to_thread(count, namespace)
+            finally:
+                recounting.discard(namespace)
             self.metrics.set_stored_bytes(namespace, total)
 
         identity.tasks.on_stored = lambda namespace: self._in_background(recount(namespace))

@@ -109,6 +109,8 @@ class GraphRun:
         self._parallelism = parallelism
         self._save = save
         self._ready: deque[str] = deque()
+        #: Parents a waiting node still waits for (once it has been considered).
+        self._waiting: dict[str, int] = {}
         self._running: dict[str, asyncio.Task[None]] = {}
         self._watchers: set[asyncio.Queue[gpb.GraphEvent | None]] = set()
         self._stop: Stop | None = None
@@ -164,7 +166,11 @@ class GraphRun:
         """Queue a waiting node whose parents all succeeded (expand a mapped one)."""
         if node.status != "WAITING" or self._stop is not None:
             return
-        if any(self.nodes[p].status != "SUCCEEDED" for p in node.parents):
+        waiting = self._waiting.get(node.id)
+        if waiting is None:  # counted once, then decremented as parents succeed
+            waiting = sum(self.nodes[p].status != "SUCCEEDED" for p in node.parents) + 1
+        self._waiting[node.id] = waiting = waiting - 1
+        if waiting:
             return
         if node.map_over:
             self._expand(node)

@@ -13,7 +13,7 @@ from tilefn.sandbox import TaskLogs, TaskSummary
 
 from ._auth import Authenticator, Principal
 from ._registry import Registry
-from ._results import ResultSink
+from ._results import ResultSink, StoredTotals
 from ._sqlite import SqliteStore
 from ._status import R, ServiceError, to_service_error
 from ._store import AuditRecord, Store
@@ -52,6 +52,11 @@ class Identity:
     registry: Registry
     writer: StoreWriter
     tasks: Tasks
+    #: Stored bytes per namespace, for the result quota.
+    totals: StoredTotals = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.totals = StoredTotals(self.store)
 
     @classmethod
     def open(cls, path: str, settings: TaskSettings, *, authenticate: bool) -> Identity:
@@ -120,6 +125,8 @@ class Identity:
         if call.sink is not None:
             try:
                 stored = call.sink.commit() if error is None and not cancelled else ""
+                if stored:
+                    self.totals.add(call.principal.namespace, call.sink.bytes)
             except OSError as exc:  # e.g. the disk is full: the task fails, it never hangs
                 error = ServiceError(
                     R.ERROR_REASON_INTERNAL, f"the result could not be stored: {exc.strerror}"

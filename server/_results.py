@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
@@ -12,6 +13,40 @@ from typing import BinaryIO
 from ._status import R, ServiceError
 from ._store import Store, TaskRecord
 from ._tasks import partial, result_path
+
+#: Pieces up to this size are written on the loop (they only fill the file's buffer).
+INLINE_WRITE_BYTES = 64 << 10
+
+
+class StoredTotals:
+    """Bytes of stored results per namespace, for the quota: read from the store at most every
+    ``MAX_AGE`` seconds per namespace (so results stored by other server processes count from
+    then on), plus what this process stored since."""
+
+    MAX_AGE = 1.0
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._known: dict[str, tuple[int, float]] = {}
+
+    def fresh(self, namespace: str) -> int | None:
+        """The total, if it was read recently; else None (call ``read``)."""
+        known = self._known.get(namespace)
+        if known is None or time.monotonic() - known[1] > self.MAX_AGE:
+            return None
+        return known[0]
+
+    def read(self, namespace: str) -> int:
+        """Read the total from the store (blocking)."""
+        total = self._store.stored_bytes(namespace)
+        self._known[namespace] = (total, time.monotonic())
+        return total
+
+    def add(self, namespace: str, nbytes: int) -> None:
+        """This process stored ``nbytes`` more for ``namespace``."""
+        if namespace in self._known:
+            total, read_at = self._known[namespace]
+            self._known[namespace] = (total + nbytes, read_at)
 
 
 class ResultSink:
@@ -29,19 +64,24 @@ class ResultSink:
 
     @classmethod
     async def open(
-        cls, store: Store, results_dir: Path, task: TaskRecord, quota: int
+        cls, totals: StoredTotals, results_dir: Path, task: TaskRecord, quota: int
     ) -> ResultSink:
         """A sink with the room the namespace has left; RESOURCE_EXHAUSTED when it has none."""
-        used = await asyncio.to_thread(store.stored_bytes, task.namespace)
+        used = totals.fresh(task.namespace)
+        if used is None:
+            used = await asyncio.to_thread(totals.read, task.namespace)
         if used >= quota:
             raise quota_exceeded(task.namespace, quota)
-        return await asyncio.to_thread(cls, results_dir, task, quota - used, quota)
+        return cls(results_dir, task, quota - used, quota)
 
     async def write(self, piece: bytes) -> None:
         self.bytes += len(piece)
         if self.bytes > self._room:
             raise quota_exceeded(self._namespace, self._quota)
-        await asyncio.to_thread(self._file.write, piece)
+        if len(piece) <= INLINE_WRITE_BYTES:
+            self._file.write(piece)  # into the file's buffer: cheaper than a thread hop
+        else:
+            await asyncio.to_thread(self._file.write, piece)
 
     def commit(self) -> str:
         """Close the file and give it its final name; returns the path (OSError if the disk

@@ -200,7 +200,7 @@ class UdfService:
         if store:
             settings = self._tasks.settings
             call.sink = await ResultSink.open(
-                self._identity.store, settings.results_dir, record, settings.quota_bytes
+                self._identity.totals, settings.results_dir, record, settings.quota_bytes
             )
         return execution
 

@@ -211,7 +211,8 @@ def test_cancel_mid_run_kills_running_nodes(make_server: Callable[..., ServerPro
     )
     stub = graph_service_pb2_grpc.GraphServiceStub(channel)
     wait_for(
-        lambda: states(get(channel, graph.graph_id)).get("s2") == "RUNNING",
+        lambda: [states(get(channel, graph.graph_id))[f"s{i}"] for i in range(3)]
+        == ["RUNNING"] * 3,
         timeout=60, what="the nodes to run",
     )  # fmt: skip
     busy = server.worker_pids()  # the 3 running nodes' workers and the spare ready ones
