@@ -154,7 +154,7 @@ class Graphs:
         found = set()
         for node in nodes.values():
             if node.status == "SUCCEEDED" and node.task_id:
-                task = self._store.task(node.task_id)
+                task = self._writer.pending_task(node.task_id) or self._store.task(node.task_id)
                 if task is not None and task.result_path and Path(task.result_path).exists():
                     found.add(node.task_id)
         return found
