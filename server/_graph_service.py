@@ -15,7 +15,7 @@ from ._auth import Authenticator
 from ._graph_state import graph_message
 from ._graphs import Graphs
 from ._request import page_size
-from ._status import status_mapped, unary_status_mapped
+from ._status import R, ServiceError, status_mapped, unary_status_mapped
 from ._store import GraphQuery
 from ._task_service import parse_page_token
 
@@ -70,6 +70,10 @@ class GraphService(graph_service_pb2_grpc.GraphServiceServicer):
             namespaces: frozenset[str] | None = frozenset({request.namespace})
         else:
             namespaces = None if principal.admin else principal.namespaces
+        if request.status not in gpb.GraphStatus.values():
+            raise ServiceError(
+                R.ERROR_REASON_OPTION_INVALID, f"unknown status {request.status}", option="status"
+            )
         status = gpb.GraphStatus.Name(request.status).removeprefix("GRAPH_STATUS_")
         query = GraphQuery(
             namespaces=namespaces,

@@ -18,7 +18,7 @@ from tilefn.v1 import graph_service_pb2 as gpb
 from tilefn.v1 import graph_service_pb2_grpc, udf_pb2, udf_service_pb2_grpc
 from tilefn.v1 import udf_service_pb2 as pb
 
-from conftest import ServerProcess, authed_channel, wait_for
+from conftest import ServerProcess, authed_channel, process_gone, wait_for
 
 SLEEP = "def f(seconds):\n    import time\n    time.sleep(seconds)\n    return seconds\n"
 FAIL = "def f(*args):\n    raise ValueError('boom')\n"
@@ -396,3 +396,40 @@ def test_graphs_are_private_and_nodes_run_with_the_submitters_rights(world: Worl
         gpb.ListGraphsRequest(), timeout=10
     )
     assert mine.graph_id not in {g.graph_id for g in listed.graphs}
+
+
+def test_a_registered_udf_the_caller_cannot_see_is_refused_at_submission(
+    channel: grpc.Channel,
+) -> None:
+    missing = node("x", "def f(): return 1")
+    missing.call.udf.CopyFrom(udf_pb2.UdfSpec(registered="nobody/nothing"))
+    with pytest.raises(grpc.RpcError) as caught:
+        submit(channel, node("a", "def f(): return 1"), missing)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert caught.value.details().startswith("node 'x':")
+
+
+def test_unknown_list_status_is_refused(channel: grpc.Channel) -> None:
+    stub = graph_service_pb2_grpc.GraphServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ListGraphs(gpb.ListGraphsRequest(status=99), timeout=10)  # type: ignore[arg-type]
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_shutdown_stops_graphs_for_a_later_retry(
+    make_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    store = str(tmp_path / "d.sqlite3")
+    first = ServerProcess(tmp_path, "--store", store, "--no-auth", "--drain-grace", "1")
+    channel = grpc.insecure_channel(first.address)
+    graph = submit(channel, node("quick", "def f(): return 1"), node("slow", SLEEP, 60))
+    wait_for(lambda: states(get(channel, graph.graph_id))["slow"] == "RUNNING", timeout=60,
+             what="slow to run")  # fmt: skip
+    processes = {first.template_pid(), *first.worker_pids()}
+    assert first.stop() == 0  # SIGTERM: drains for 1 s, then stops the graph
+    wait_for(lambda: all(map(process_gone, processes)), timeout=30,
+             what="the workers and template to exit")  # fmt: skip
+    again = make_server("--store", store, "--no-auth")
+    after = get(grpc.insecure_channel(again.address), graph.graph_id)
+    assert after.error_reason == "ERROR_REASON_SHUTTING_DOWN"
+    assert states(after) == {"quick": "SUCCEEDED", "slow": "CANCELLED"}
