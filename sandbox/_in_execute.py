@@ -8,12 +8,14 @@ parent turns them into gRPC statuses.
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import linecache
 import socket
 import traceback
 import types
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import cloudpickle
@@ -243,14 +245,19 @@ def encode_result(value: Any, max_batch_bytes: int) -> tuple[pa.Schema, Counted]
 
 
 def write_stream(
-    sock: socket.socket, schema: pa.Schema, batches: Counted, task: TaskSpec
+    sock: socket.socket,
+    schema: pa.Schema,
+    batches: Counted,
+    task: TaskSpec,
+    sending: AbstractContextManager[object] | None = None,
 ) -> tuple[int, bytes]:
-    """Write the result as one IPC stream in DATA frames.
+    """Write the result as one IPC stream in DATA frames, each sent holding ``sending`` (a lock
+    shared with other threads sending frames on ``sock``), if given.
 
     Returns the stream's size in bytes and its last DATA frame, unsent: the caller sends it
     together with the task's final frames, so a small result costs the parent one wakeup.
     """
-    sink = ChunkSink(sock, task.max_chunk_bytes)
+    sink = ChunkSink(sock, task.max_chunk_bytes, sending or contextlib.nullcontext())
     options = pa.ipc.IpcWriteOptions(compression=task.compression)
     with pa.ipc.new_stream(sink, schema, options=options) as writer:
         try:
@@ -268,9 +275,12 @@ def write_stream(
 class ChunkSink:
     """A write-only file object that cuts what pyarrow writes into DATA frames of bounded size."""
 
-    def __init__(self, sock: socket.socket, limit: int) -> None:
+    def __init__(
+        self, sock: socket.socket, limit: int, sending: AbstractContextManager[object]
+    ) -> None:
         self._sock = sock
         self._limit = limit
+        self._sending = sending  # held for each whole frame
         self._pending = bytearray()
         self.total = 0
         self.closed = False
@@ -284,7 +294,8 @@ class ChunkSink:
                 self._pending += view  # small pieces (IPC metadata, padding) are gathered
                 break
             # A frame is full: send what is pending plus the start of this buffer, in place.
-            send_frame(self._sock, FrameType.DATA, memoryview(self._pending), view[:room])
+            with self._sending:
+                send_frame(self._sock, FrameType.DATA, memoryview(self._pending), view[:room])
             self._pending = bytearray()
             view = view[room:]
         self.total += size
@@ -292,7 +303,8 @@ class ChunkSink:
 
     def flush(self) -> None:
         if self._pending:
-            send_frame(self._sock, FrameType.DATA, memoryview(self._pending))
+            with self._sending:
+                send_frame(self._sock, FrameType.DATA, memoryview(self._pending))
             self._pending = bytearray()
 
     def take_frame(self) -> bytes:

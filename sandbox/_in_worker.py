@@ -12,7 +12,6 @@ import io
 import math
 import os
 import resource
-import select
 import signal
 import socket
 import sys
@@ -43,66 +42,123 @@ LOG_PART = FrameType.LOG_PART
 
 
 class LogTail(io.TextIOBase):
-    """Stands in for sys.stdout/sys.stderr: keeps the last ``limit`` bytes printed, counts all,
-    and passes new output to ``send_part`` (a LOG_PART frame) at most every ``PART_SECONDS``.
+    """Stands in for sys.stdout/sys.stderr while a task runs: keeps the last ``limit`` bytes
+    printed (for the LOGS frame), counts all, and streams new output as LOG_PART frames.
 
-    Printing never blocks or fails, however much a UDF prints: a part is only sent when the
-    channel has room (``send_part`` returns False otherwise and the output waits for the next
-    one); the memory held stays below four times the limit.
+    A sender thread of the stream's own, started by the first output, passes what was printed
+    to ``send_part``: at once after a quiet spell, then at most every ``PART_SECONDS``. So what
+    any thread of the UDF prints reaches followers within ``PART_SECONDS`` (plus the time the
+    parent takes to read the channel), even if the UDF then stays silent for an hour.
+    (Sending only from the printing call, when the channel had room, held output back until
+    the next print: for ever if the UDF then slept, and always for its other threads.)
+
+    Printing never blocks or fails: it appends to a buffer under a short lock; ``send_part``
+    may block while the channel is full, but only the sender thread waits then. Output printed
+    meanwhile goes with the next part, of at most ``limit`` bytes (older unsent output is left
+    to the final logs): the kept tail, the unsent output and a part being sent stay below five
+    times the limit. If the thread cannot start (the UDF used up the worker's thread limit),
+    there are just no parts.
+
+    ``send_part`` must send a frame whole with respect to the task's other frames (the caller
+    holds a lock shared with them). ``close`` stops and joins the sender, so no part ever
+    follows the task's last frame.
     """
 
-    def __init__(self, limit: int, send_part: Callable[[bytes], bool] | None = None) -> None:
+    def __init__(self, limit: int, send_part: Callable[[bytes], None] | None = None) -> None:
         self.limit = limit
         self.kept = bytearray()
         self.total = 0
-        self._send_part = send_part
+        self._send_part = send_part if limit else None
         self._unsent = bytearray()
-        self._next_part = 0.0
-        #: Parts go out from the task's own thread only, between its DATA frames: a UDF's
-        #: other threads must never interleave bytes with a frame being sent.
-        self._sender = threading.get_ident()
+        #: When the next part may go (monotonic): parts are at least PART_SECONDS apart.
+        self._due = 0.0
+        self._closing = False
+        self._sender: threading.Thread | None = None
+        # Reentrant: a signal handler that prints runs in the main thread, maybe inside write.
+        self._changed = threading.Condition(threading.RLock())
 
     def write(self, text: str) -> int:
         data = text.encode("utf-8", "replace")
-        self.total += len(data)
-        self.kept += data[-self.limit :] if self.limit else b""
-        if len(self.kept) > 2 * self.limit:
-            del self.kept[: len(self.kept) - self.limit]
-        if self._send_part is not None and self.limit:
-            self._part(data)
+        with self._changed:
+            self.total += len(data)
+            if not self.limit:
+                return len(text)
+            self.kept += data[-self.limit :]
+            if len(self.kept) > 2 * self.limit:
+                del self.kept[: len(self.kept) - self.limit]
+            if self._send_part is not None and not self._closing:
+                self._queue(data, self._send_part)
         return len(text)
 
-    def _part(self, data: bytes) -> None:
+    def _queue(self, data: bytes, send_part: Callable[[bytes], None]) -> None:
+        """Add output for the sender (called holding the lock); wake it if it was idle."""
+        idle = not self._unsent
         self._unsent += data[-self.limit :]
         if len(self._unsent) > 2 * self.limit:
             del self._unsent[: len(self._unsent) - self.limit]
-        if time.monotonic() >= self._next_part:
-            self.flush()
+        if self._sender is None:
+            self._start_sender(send_part)
+        elif idle:
+            self._changed.notify()  # a sender with output pending already waits with a timeout
 
-    def close(self) -> None:
-        """Stop sending parts. (IOBase closes, and so flushes, a stream when it is collected:
-        after the task's DONE frame, a part would reach the parent during the next task.)"""
-        self._send_part = None
-        super().close()
+    def _start_sender(self, send_part: Callable[[bytes], None]) -> None:
+        sender = threading.Thread(
+            target=self._send_parts, args=(send_part,), name="tilefn-log-parts", daemon=True
+        )
+        self._sender = sender  # before start: a print from a signal handler must not start two
+        try:
+            sender.start()
+        except RuntimeError:  # no thread to be had: output still goes with the final logs
+            self._sender = self._send_part = None
+
+    def _send_parts(self, send_part: Callable[[bytes], None]) -> None:
+        """The sender thread: one part whenever one is due, until the stream is closed."""
+        while (frame := self._next_part()) is not None:
+            try:
+                send_part(frame)
+            except OSError:  # the parent is gone; the task thread finds out on its own
+                return
+
+    def _next_part(self) -> bytes | None:
+        """Wait until output is pending and a part is due; None once the stream is closing."""
+        with self._changed:
+            while not self._closing:
+                if not self._unsent:
+                    self._changed.wait()
+                elif (wait := self._due - time.monotonic()) > 0:
+                    self._changed.wait(wait)
+                else:
+                    frame = logs_frame(self.total, bytes(self._unsent[-self.limit :]), LOG_PART)
+                    self._unsent.clear()
+                    self._due = time.monotonic() + PART_SECONDS
+                    return frame
+            return None
 
     def flush(self) -> None:
-        """Send what was printed since the last part now (``print(..., flush=True)``), if the
-        channel has room; otherwise it goes with the next part or the final logs."""
-        if self._send_part is None or not self._unsent or threading.get_ident() != self._sender:
-            return
-        self._next_part = time.monotonic() + PART_SECONDS
-        frame = logs_frame(self.total, bytes(self._unsent[-self.limit :]), LOG_PART)
-        if self._send_part(frame):
-            self._unsent.clear()
+        """Nothing to do: what was printed leaves within ``PART_SECONDS`` anyway. (Sending at
+        every ``print(..., flush=True)`` would let a loop of them flood the server.)"""
+
+    def close(self) -> None:
+        """Stop sending parts: output not sent yet goes with the final logs. Returns once the
+        sender thread has ended, so that no part follows the task's last frame. (A stream is
+        closed at the latest when it is collected: IOBase closes it then.)"""
+        with self._changed:
+            self._closing = True
+            self._changed.notify()
+            sender = self._sender
+        if sender is not None and sender is not threading.current_thread():
+            sender.join()
+        super().close()
 
     def writable(self) -> bool:
         return True
 
     def frame(self) -> bytes:
         """The LOGS frame for what was printed; empty when nothing was."""
-        if not self.total:
-            return b""
-        return logs_frame(self.total, bytes(self.kept[-self.limit :] if self.limit else b""))
+        with self._changed:
+            if not self.total:
+                return b""
+            return logs_frame(self.total, bytes(self.kept[-self.limit :] if self.limit else b""))
 
 
 def worker_main(channel: socket.socket, setup: SandboxSetup, slot: int) -> NoReturn:
@@ -170,9 +226,12 @@ def _recv_exactly(channel: socket.socket, size: int) -> bytearray | None:
     return buffer
 
 
-def _fetch_batch(channel: socket.socket, stream: int) -> tuple[bytes, tuple[int, ...]] | None:
+def _fetch_batch(
+    channel: socket.socket, sending: threading.Lock, stream: int
+) -> tuple[bytes, tuple[int, ...]] | None:
     """Ask the parent for the next block of a batched array read; None when there is no more."""
-    channel.sendall(control_frame(FrameType.NEXT, {"stream": stream}))
+    with sending:  # the reply is read without the lock: the log sender may send meanwhile
+        channel.sendall(control_frame(FrameType.NEXT, {"stream": stream}))
     frame = _recv_frame(channel, FrameType.BATCH, FrameType.END)
     if frame is None:
         raise EOFError("the parent closed the channel")
@@ -184,18 +243,20 @@ def _serve(channel: socket.socket, task: TaskSpec, tidy: Tidy) -> None:
     """Run one task and report how it ended (with what it printed)."""
     started, cpu_started = time.perf_counter(), time.process_time()
     _limit_cpu(task.cpu_seconds)
-    captured = LogTail(task.max_log_bytes, functools.partial(_send_if_room, channel))
+    # One frame at a time: the task's thread (DATA, NEXT) and the log sender share the channel.
+    sending = threading.Lock()
+    captured = LogTail(task.max_log_bytes, functools.partial(_send_whole, channel, sending))
     sys.stdout = sys.stderr = captured
     tail = b""
     try:
-        kind, body, tail = FrameType.DONE, *_run(channel, task)
+        kind, body, tail = FrameType.DONE, *_run(channel, sending, task)
         body["wall_seconds"] = time.perf_counter() - started
         body["cpu_seconds"] = time.process_time() - cpu_started
     except execute.TaskFailure as failure:
         kind, body = FrameType.FAILED, _failure_body(failure)
     finally:
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-        captured.close()  # no part may follow the task's last frame
+        captured.close()  # joins the log sender: no part may follow the task's last frame
         for fd in task.fds:
             with contextlib.suppress(OSError):  # the UDF may have closed it itself
                 os.close(fd)
@@ -204,26 +265,27 @@ def _serve(channel: socket.socket, task: TaskSpec, tidy: Tidy) -> None:
     channel.sendall(tail + captured.frame() + control_frame(kind, body))
 
 
-def _send_if_room(channel: socket.socket, frame: bytes) -> bool:
-    """Send a small frame only if the channel has room now (a Unix socket reports writable
-    while under a quarter of its buffer is used), so that printing never waits."""
-    if not select.select([], [channel], [], 0)[1]:
-        return False
-    channel.sendall(frame)
-    return True
+def _send_whole(channel: socket.socket, sending: threading.Lock, frame: bytes) -> None:
+    """Send a frame (a LOG_PART, from the log sender) between the task thread's frames; blocks
+    while the channel is full, which only the log sender thread waits for."""
+    with sending:
+        channel.sendall(frame)
 
 
-def _run(channel: socket.socket, task: TaskSpec) -> tuple[dict[str, object], bytes]:
+def _run(
+    channel: socket.socket, sending: threading.Lock, task: TaskSpec
+) -> tuple[dict[str, object], bytes]:
     """Load, call, encode and stream the result, but for its last DATA frame (returned).
 
-    Raises TaskFailure on any failure.
+    Every frame is sent holding ``sending``. Raises TaskFailure on any failure.
     """
     fn = execute.load_udf(task)
-    args, kwargs = execute.decode_arguments(task, functools.partial(_fetch_batch, channel))
+    fetch = functools.partial(_fetch_batch, channel, sending)
+    args, kwargs = execute.decode_arguments(task, fetch)
     result = execute.call(fn, args, kwargs)
     schema, batches = execute.encode_result(result, task.max_chunk_bytes)
     items = execute.item_count(result)
-    ipc_bytes, tail = execute.write_stream(channel, schema, batches, task)
+    ipc_bytes, tail = execute.write_stream(channel, schema, batches, task, sending)
     figures: dict[str, object] = {
         "rows": batches.rows,
         "batches": batches.batches,

@@ -8,8 +8,9 @@ Data flow (one worker, one task at a time)::
       |  <-- DATA   raw Arrow IPC bytes (<= max_chunk_bytes each; concatenated = one IPC stream)
       |  <-- NEXT   {stream}  (a UDF iterating a batched array read asks for the next block)
       |  --> BATCH  array descriptor + memfds, or END when the stream is exhausted
-      |  <-- LOG_PART u64 bytes printed so far | output new since the last part (while running;
-      |             at most every 0.2 s, only when the channel has room: never blocks a print)
+      |  <-- LOG_PART u64 bytes printed so far | output new since the last part (while running:
+      |             within 0.2 s of being printed, at most every 0.2 s, by a sender thread that
+      |             shares a lock with the task thread's frames: printing never blocks)
       |  <-- LOGS   u64 bytes printed | the last bytes printed (only when the UDF printed)
       |  <-- DONE   {rows, batches, ipc_bytes, wall_seconds, cpu_seconds, peak_memory_bytes}
       |      or FAILED {reason, message, exception_type, traceback, metadata}

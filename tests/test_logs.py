@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
 import pytest
 
 from tilefn.client import Client, InvalidRequestError, UdfError
@@ -104,3 +109,40 @@ def test_no_output_of_a_task_reaches_the_next_one_late(server: ServerProcess) ->
             assert client.call(burst) == 1
             quiet = client.with_options(max_log_bytes=10).stream(lambda: 2)
             assert quiet.value() == 2 and quiet.logs is None
+
+
+def test_live_output_never_splits_a_result_frame(client: Client) -> None:
+    """A UDF's thread prints while its result streams: the worker's log sender and the task's
+    thread share the channel one whole frame at a time."""
+
+    def streams_while_a_thread_prints() -> Iterator[Any]:
+        import threading
+        import time
+
+        import numpy as np
+
+        done = threading.Event()
+
+        def chatter() -> None:
+            i = 0
+            while not done.is_set():
+                print(f"line {i}")
+                i += 1
+                time.sleep(0.0005)
+
+        helper = threading.Thread(target=chatter)
+        helper.start()
+        try:
+            for i in range(48):
+                yield np.full(1 << 17, i, dtype=np.int64)  # 1 MiB
+        finally:
+            done.set()
+            helper.join()
+
+    stream = client.stream(streams_while_a_thread_prints)
+    columns = []
+    for batch in stream:  # read slowly: the worker waits in the middle of its frames
+        columns.append(batch.column(0).to_numpy())
+        time.sleep(0.03)
+    assert np.array_equal(np.concatenate(columns), np.repeat(np.arange(48), 1 << 17))
+    assert stream.logs is not None and stream.logs.text.startswith("line ")

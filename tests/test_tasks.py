@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +25,7 @@ from tilefn.client import (
     ResourceExhaustedError,
     StoredResult,
     TaskFailedError,
+    TaskHandle,
     UdfError,
 )
 
@@ -238,6 +241,53 @@ def test_async_client_tasks(server: ServerProcess) -> None:
     assert (value, text, status) == (6, "hi\n", "CANCELLED") and task_id in listed
 
 
+class Follower:
+    """Follows a task's logs on a thread of its own, so that the test waits with a deadline and,
+    past it, fails saying how far the task got instead of hanging."""
+
+    def __init__(self, handle: TaskHandle) -> None:
+        self.handle = handle
+        self.seen = ""
+        self._chunks: queue.Queue[str | None] = queue.Queue()  # None: the follow ended
+        self._error: BaseException | None = None
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        try:
+            for chunk in self.handle.follow():
+                self._chunks.put(chunk)
+        except Exception as exc:  # reported by until()
+            self._error = exc
+        finally:
+            self._chunks.put(None)
+
+    def until(self, text: str, timeout: float = 60.0) -> str:
+        """What arrived once ``text`` has; fails after ``timeout`` s or if the follow ends."""
+        deadline = time.monotonic() + timeout
+        while text not in self.seen:
+            try:
+                chunk = self._chunks.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"no {text!r} after {timeout:g} s of following: {self._state()}")
+            if chunk is None:
+                pytest.fail(f"the follow ended before {text!r} ({self._error!r}): {self._state()}")
+            self.seen += chunk
+        return self.seen
+
+    def ended(self, timeout: float = 60.0) -> bool:
+        """Whether the follow ends within ``timeout`` s with nothing more."""
+        try:
+            return self._chunks.get(timeout=timeout) is None
+        except queue.Empty:
+            return False
+
+    def _state(self) -> str:
+        """Where it stuck: a QUEUED task waits for a slot; the server-side snapshot shows
+        whether the worker's output reached the server at all."""
+        snapshot = self.handle.logs().text
+        return f"follower saw {self.seen!r}, task {self.handle.status}, server has {snapshot!r}"
+
+
 def test_logs_are_followed_live(server: ServerProcess) -> None:
     def chatty_then_stuck() -> None:
         import time
@@ -249,18 +299,56 @@ def test_logs_are_followed_live(server: ServerProcess) -> None:
 
     with Client(server.address) as client:
         handle = client.submit(chatty_then_stuck)
-        seen = ""
-        chunks = handle.follow()
-        for chunk in chunks:  # arrives while the UDF still runs: it never ends by itself
-            seen += chunk
-            if "epoch 1\n" in seen:
-                break
-        assert seen == "epoch 0\nepoch 1\n"
-        assert handle.status == "RUNNING"
-        so_far = handle.logs()  # without follow: what was printed so far
-        assert so_far.text == "epoch 0\nepoch 1\n" and so_far.total_bytes == 16
-        assert handle.cancel().status == "CANCELLED"
-        assert list(chunks) == []  # the follow ends with the task
+        try:
+            follower = Follower(handle)  # arrives while the UDF runs: it never ends by itself
+            assert follower.until("epoch 1\n") == "epoch 0\nepoch 1\n"
+            assert handle.status == "RUNNING"
+            so_far = handle.logs()  # without follow: what was printed so far
+            assert so_far.text == "epoch 0\nepoch 1\n" and so_far.total_bytes == 16
+        finally:
+            assert handle.cancel().status == "CANCELLED"  # never left holding a slot
+        assert follower.ended()  # the follow ends with the task
+
+
+def test_other_threads_output_is_followed_live(server: ServerProcess) -> None:
+    def helper_prints_then_stuck() -> None:
+        import threading
+        import time
+
+        threading.Thread(target=print, args=("from a helper thread",)).start()
+        time.sleep(3600)  # the task's own thread never prints
+
+    with Client(server.address) as client:
+        handle = client.submit(helper_prints_then_stuck)
+        try:
+            assert Follower(handle).until("thread\n") == "from a helper thread\n"
+        finally:
+            assert handle.cancel().status == "CANCELLED"
+
+
+def test_a_queued_task_is_followed_from_its_start(
+    make_server: Callable[..., ServerProcess],
+) -> None:
+    def chatty() -> None:
+        import time
+
+        print("started", flush=True)
+        time.sleep(3600)
+
+    server = make_server("--max-running", "1")
+    with Client(server.address) as client:
+        blocker = client.submit(slow, 60, 0)
+        wait_for(lambda: blocker.status == "RUNNING", timeout=30, what="the blocker to run")
+        handle = client.submit(chatty)
+        try:
+            follower = Follower(handle)  # follows while the task waits for the only slot
+            wait_for(lambda: handle.status == "QUEUED", what="the task to be queued")
+            assert blocker.cancel().status == "CANCELLED"  # the slot passes to the task
+            assert follower.until("started\n") == "started\n"
+        finally:
+            assert handle.cancel().status == "CANCELLED"
+            blocker.cancel()
+        assert follower.ended()
 
 
 def test_printing_from_threads_keeps_the_stream_intact(server: ServerProcess) -> None:
