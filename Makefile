@@ -25,7 +25,7 @@ NODE_STAMP := node_modules/.installed
 help:
 	@echo "make run        install, create demo arrays in $(DATA)/ and a token in $(DEV_TOKEN), start a server on $(HOST):$(PORT)"
 	@echo "make test       install, then run every test"
-	@echo "make bench      tilefn against its yardsticks (echo, Ray, Flight, tiledb-py, spawn): ~3 min"
+	@echo "make bench      tilefn against its yardsticks (echo, Ray, Flight, tiledb-py, spawn), task graphs vs Ray: ~4 min"
 	@echo "make loadtest   load-test the server of \`make run\` (1-2 min): report + plot in loadtest/out/"
 	@echo "make protos     regenerate Python code from protos/tilefn/v1/*.proto"
 	@echo "make lint       ruff, buf lint, generated-code drift check"

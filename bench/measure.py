@@ -3,9 +3,10 @@
     python -m bench.measure WORKLOAD SYSTEM [--target HOST:PORT] [--server-pid PID] ...
 
 Prints one JSON line, ``{"reps": [metrics, ...], "info": {...}}``. Client/server workloads run
-one repetition per process (the orchestrator interleaves tilefn and its peer); Ray, the sandbox
-pool and multiprocessing spawn run every repetition in one process. Imports stay inside the
-branches: spawned children re-import this module, and each measurement loads only what it uses.
+one repetition per process (the orchestrator interleaves tilefn and its peer; tilefn's graph has
+no server peer); Ray (its trivial task and its graph), the sandbox pool and multiprocessing spawn
+run every repetition in one process. Imports stay inside the branches: spawned children
+re-import this module, and each measurement loads only what it uses.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ CHOICES = {
     "trivial_conc": ("tilefn", "echo"),
     "stream": ("tilefn", "flight"),
     "array": ("tilefn", "local"),
+    "graph": ("tilefn", "ray"),
     "ray": ("ray",),
     "sandbox": ("tilefn",),
     "spawn": ("multiprocessing",),
@@ -38,6 +40,10 @@ def _one_rep(options: argparse.Namespace) -> Metrics:
         kind = "sequential" if workload == "trivial_seq" else "concurrent"
         result: Metrics = getattr(trivial, f"{system}_{kind}")(target, options.seconds)
         return result
+    if workload == "graph":
+        from bench.workloads import graph
+
+        return graph.tilefn(target, options.server_pid)
     if workload == "stream":
         from bench.workloads import stream
 
@@ -57,6 +63,10 @@ def run(options: argparse.Namespace) -> tuple[list[Metrics], dict[str, Any]]:
         from bench.peers import ray_tasks
 
         return ray_tasks.measure(options.reps, options.seconds), {}
+    if options.workload == "graph" and options.system == "ray":
+        from bench.peers import ray_graph
+
+        return ray_graph.measure(options.reps), {}
     if options.workload == "sandbox":
         from bench.workloads import sandbox
 

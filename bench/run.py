@@ -11,9 +11,11 @@ Process layout::
      └── one fresh client process per measurement (bench.measure), never a server's process
 
 Client/server workloads alternate tilefn and its yardstick repetition by repetition (ABBA) so
-drift in machine load hits both. Ray, the sandbox pool and multiprocessing spawn run after the
-servers stop, each in one process of its own. Each row reports the median, min and max across
-repetitions, the ratio of tilefn's median to the yardstick's, the target and PASS/MISS.
+drift in machine load hits both; then tilefn's task graphs run, one client process per
+repetition. Ray (trivial tasks, then task graphs), the sandbox pool and multiprocessing spawn
+run after the servers stop, each in one process of its own. Each row reports the median, min
+and max across repetitions, the ratio of tilefn's median to the yardstick's, the target and
+PASS/MISS.
 """
 
 from __future__ import annotations
@@ -104,9 +106,21 @@ def run_paired(
             print(f"  {workload} repetition {rep + 1}/{reps}", file=sys.stderr, flush=True)
 
 
+def run_graphs(results: Results, server: _servers.Server, reps: int) -> None:
+    """tilefn's task graphs (no server peer: their yardstick is Ray's, run alone)."""
+    for rep in range(reps):
+        options = ["--target", server.target, "--server-pid", str(server.pid)]
+        _record(results, "graph", "tilefn", *measure("graph", "tilefn", *options))
+        print(f"  graph repetition {rep + 1}/{reps}", file=sys.stderr, flush=True)
+
+
+#: Run after the servers stop, each (workload, system) in one process for all repetitions.
+ALONE = (("ray", "ray"), ("graph", "ray"), ("sandbox", "tilefn"), ("spawn", "multiprocessing"))
+
+
 def run_alone(results: Results, reps: int, seconds: float) -> None:
-    for workload, system in (("ray", "ray"), ("sandbox", "tilefn"), ("spawn", "multiprocessing")):
-        print(f"  {workload}", file=sys.stderr, flush=True)
+    for workload, system in ALONE:
+        print(f"  {workload} ({system})", file=sys.stderr, flush=True)
         options = ["--reps", str(reps), "--seconds", str(seconds), "--count", "10"]
         _record(results, workload, system, *measure(workload, system, *options))
 
@@ -118,6 +132,8 @@ SEQ, CONC = "trivial, sequential", "trivial, 32 callers"
 STREAM, RSS = "1 GiB float64 stream", "RSS growth MiB"
 ECHO, RAY = "grpc.aio echo", "ray task"
 SPAWN, LOADED = "mp spawn, bare", "mp spawn +numpy,pyarrow"
+GRAPH100, GRAPH1000 = "graph, 100 leaves + fan-in", "graph, 1,000 leaves + fan-in"
+RAY_GRAPH = "ray tasks"
 ROWS: tuple[RowSpec, ...] = (
     (SEQ, "p50 ms", ("trivial_seq", "p50_ms"), (ECHO, "trivial_seq", "echo", "p50_ms"),
      Target("<=", 1.5)),
@@ -146,6 +162,12 @@ ROWS: tuple[RowSpec, ...] = (
      (LOADED, "spawn", "multiprocessing", "loaded_p50_ms"), Target("<=", 25, False, "ms")),
     ("create a worker, every layer", "p50 ms", ("sandbox", "worker_setup_p50_ms"),
      (SPAWN, "spawn", "multiprocessing", "p50_ms"), None),
+    (GRAPH100, "seconds", ("graph", "leaves_100_s"),
+     (RAY_GRAPH, "graph", "ray", "leaves_100_s"), Target("<=", 1.0)),
+    (GRAPH1000, "seconds", ("graph", "leaves_1000_s"),
+     (RAY_GRAPH, "graph", "ray", "leaves_1000_s"), Target("<=", 1.0)),
+    (GRAPH1000, "CPU seconds", ("graph", "leaves_1000_cpu_s"),
+     (RAY_GRAPH, "graph", "ray", "leaves_1000_cpu_s"), None),
 )  # fmt: skip
 
 
@@ -192,6 +214,7 @@ def main() -> None:
         servers = start_servers(tmp)
         facts["servers"] = {name: server.command for name, server in servers.items()}
         run_paired(results, servers, tmp, options.reps, options.seconds)
+        run_graphs(results, servers["tilefn"], options.reps)
         for server in servers.values():
             server.stop()
         run_alone(results, options.reps, options.seconds)
