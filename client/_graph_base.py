@@ -271,7 +271,7 @@ class GraphBase(Generic[N]):
             self._ids.claim(name) if name is not None else self._ids.generate(base_name(fn)),
             call,
             refs,
-            depends_on=[n.id for n in after if n is not map_over],
+            depends_on=list(dict.fromkeys(n.id for n in after if n is not map_over)),
             map_over=map_over.id if map_over else "",
             retry=retry_policy(retry),
         )
@@ -359,8 +359,9 @@ class GraphBase(Generic[N]):
         if node.mapped and info.instances:
             done = sum(self._state.nodes[i].ended for i in self._state.instances(node.id))
             return f"{done}/{info.instances} done"
-        if info.ended and info.status != "SUCCEEDED":
-            return info.error_reason.removeprefix("ERROR_REASON_")
+        reason = info.error_reason.removeprefix("ERROR_REASON_")
+        if info.ended and info.status not in ("SUCCEEDED", reason):
+            return reason
         return f"attempt {info.attempts}" if info.attempts > 1 else ""
 
     def __repr__(self) -> str:

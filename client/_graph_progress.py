@@ -34,14 +34,15 @@ def wanted(progress: bool | None, stream: TextIO | None = None) -> bool:
 
 
 def line(label: str, counts: Mapping[str, int], elapsed: float) -> str:
-    """``graph 'etl' [#######-------------] 7/20 | 6 succeeded, 2 running, 1 failed | 0:12``"""
+    """``graph etl [#######-------------] 7/20 0:12 | 6 succeeded, 2 running, 1 failed``
+    (the elapsed time before the states, which a narrow terminal cuts off first)."""
     total = sum(counts.values())
     ended = sum(n for state, n in counts.items() if state in NODE_ENDED)
     filled = BAR_WIDTH * ended // total if total else 0
     bar = "#" * filled + "-" * (BAR_WIDTH - filled)
     states = ", ".join(f"{counts[s]} {name}" for s, name in SHOWN.items() if counts.get(s))
     minutes, seconds = divmod(int(elapsed), 60)
-    return f"{label} [{bar}] {ended}/{total} | {states or 'starting'} | {minutes}:{seconds:02d}"
+    return f"{label} [{bar}] {ended}/{total} {minutes}:{seconds:02d} | {states or 'starting'}"
 
 
 class Progress:

@@ -115,9 +115,11 @@ def to_svg(title: str, boxes: Sequence[Box]) -> str:
         '<svg xmlns="http://www.w3.org/2000/svg" '
         f'width="{width:.0f}" height="{height + legend_height:.0f}" '
         'font-family="Helvetica, Arial, sans-serif" font-size="12">\n'
-        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
-        'markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker>'
-        "</defs>\n" + "\n".join(parts) + "\n</svg>\n"
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" '
+        'markerHeight="8" markerUnits="userSpaceOnUse" orient="auto">'
+        '<path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>\n'
+        + "\n".join(parts)
+        + "\n</svg>\n"
     )
 
 
