@@ -4,13 +4,19 @@ pictures, progress, asyncio."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import tiledb
 
 from tilefn.client import (
     AsyncClient,
@@ -25,6 +31,7 @@ from tilefn.client import (
     compute,
     delayed,
 )
+from tilefn.server import demo
 
 from arrays_support import DENSE, uri
 from conftest import ServerProcess, wait_for
@@ -295,3 +302,26 @@ def test_async_graph(server: ServerProcess) -> None:
             assert await slow.status() == "CANCELLED"
 
     asyncio.run(main())
+
+
+def test_the_documented_example(make_server: Callable[..., ServerProcess], tmp_path: Path) -> None:
+    """docs/graphs.md's complete example works as written, against `make run`'s demo data."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "graphs.md").read_text()
+    section = text[text.index("## Python client") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code, "docs/graphs.md has no Python client example"
+    data = tmp_path / "data"
+    demo.create(data)
+    server = make_server("--data-root", str(data))
+    result = subprocess.run(
+        [sys.executable, "-c", code.group(1).replace("127.0.0.1:50051", server.address)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    printed = ast.literal_eval(result.stdout.strip())
+    with tiledb.open(str(data / "demo" / "temperature")) as array:
+        temp = array[:]["temp"]
+    means = {start: temp[start : start + 30].mean() for start in range(0, 360, 30)}
+    assert printed["first_day"] == max(means, key=lambda s: means[s])
+    assert printed["mean"] == pytest.approx(means[printed["first_day"]])
+    assert ET.parse(tmp_path / "warmest.svg").getroot().tag.endswith("svg")
