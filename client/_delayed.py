@@ -177,9 +177,9 @@ def _substituted(value: Any, nodes: dict[int, Node]) -> Any:
     """``value`` with each Delayed replaced by its node (containers rebuilt only if needed)."""
     if isinstance(value, Delayed):
         return nodes[id(value)]
-    if isinstance(value, list | tuple) and any(True for _ in _delayed_in(value)):
+    if isinstance(value, list | tuple) and next(_delayed_in(value), None) is not None:
         items = [_substituted(v, nodes) for v in value]
         return tuple(items) if isinstance(value, tuple) else items
-    if isinstance(value, dict) and any(True for _ in _delayed_in(value)):
+    if isinstance(value, dict) and next(_delayed_in(value), None) is not None:
         return {k: _substituted(v, nodes) for k, v in value.items()}
     return value

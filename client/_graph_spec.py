@@ -105,7 +105,7 @@ def encode_value(value: Any, graph: object) -> udf_pb2.Argument:
     """
     if isinstance(value, NodeRef):
         return udf_pb2.Argument(node=_reference(value, graph))
-    if not any(True for _ in referenced(value)):
+    if next(referenced(value), None) is None:
         return encode_argument(value)
     if isinstance(value, list | tuple):
         items = [_encode_item(item, graph) for item in value]
