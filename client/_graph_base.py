@@ -265,15 +265,16 @@ class GraphBase(Generic[N]):
     ) -> N:
         self._require_building()
         after = [self._own(node) for node in (*depends_on, *([map_over] if map_over else []))]
+        policy = retry_policy(retry)
         call = build_request(fn, (), {}, options or self._client.options, arrays)
         refs = encode_call(call, args, kwargs, self)
-        spec = NodeSpec(
+        spec = NodeSpec(  # the id is taken last: a node refused above leaves no id behind
             self._ids.claim(name) if name is not None else self._ids.generate(base_name(fn)),
             call,
             refs,
             depends_on=list(dict.fromkeys(n.id for n in after if n is not map_over)),
             map_over=map_over.id if map_over else "",
-            retry=retry_policy(retry),
+            retry=policy,
         )
         self._specs[spec.id] = spec
         self._state.nodes[spec.id] = NodeInfo(spec.id, spec.id, PENDING, spec.parents)

@@ -184,6 +184,9 @@ def test_retry_policies(g: Graph) -> None:
         g.submit(double, 1, retry=0)
     with pytest.raises(TypeError):
         g.submit(double, 1, retry=True)
+    with pytest.raises(TypeError):
+        g.submit(double, {g.nodes[0]})
+    assert g.submit(double, 1).id == "double-0"  # the refused nodes took no id
 
 
 def test_execution_options_per_node_and_from_the_client() -> None:
