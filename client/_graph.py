@@ -51,10 +51,10 @@ class Graph(GraphBase[Node]):
     """A graph of UDF nodes run on the server (from ``Client.graph``).
 
     >>> g = client.graph("etl")
-    >>> parts = [g.apply("tiledb://acme/a", total, ranges=[(i, i + 9)]) for i in (0, 10)]
-    >>> grand = g.submit(sum, parts)
-    >>> g.run().status, grand.result()
-    ('SUCCEEDED', 42.0)
+    >>> a = g.submit(lambda: 20)
+    >>> b = g.submit(lambda x, y: x + y, a, 22)  # a's output, on the server
+    >>> g.run().status, b.result()
+    ('SUCCEEDED', 42)
     """
 
     _node_type = Node
