@@ -6,11 +6,15 @@
         for batch in client.stream(fn, *args):    # pyarrow.RecordBatch, as they arrive
             ...
 
+Task graphs (docs/graphs.md): ``client.graph()`` to build and run one, or ``@delayed``
+functions and ``.compute(client)``.
+
 Errors are raised as the ``TilefnError`` tree (see ``tilefn.client._exceptions``).
 """
 
 from ._arrays import ArrayInfo, ArrayRead
 from ._client import AsyncClient, Client
+from ._delayed import Delayed, DelayedFunction, compute, delayed
 from ._exceptions import (
     AlreadyExistsError,
     AuthenticationError,
@@ -28,6 +32,10 @@ from ._exceptions import (
     UnsupportedError,
     WorkerCrashedError,
 )
+from ._graph import Graph, Node
+from ._graph_async import AsyncGraph, AsyncNode
+from ._graph_spec import Retry
+from ._graph_state import GraphEvent, GraphInfo, NodeFailedError, NodeInfo
 from ._registry import UdfInfo
 from ._request import Options, Registered, Source
 from ._result import AsyncResultStream, Logs, ResultStream, Summary
@@ -38,14 +46,24 @@ __all__ = [
     "ArrayInfo",
     "ArrayRead",
     "AsyncClient",
+    "AsyncGraph",
+    "AsyncNode",
     "AsyncResultStream",
     "AsyncTaskHandle",
     "AuthenticationError",
     "CancelledError",
     "Client",
+    "Delayed",
+    "DelayedFunction",
+    "Graph",
+    "GraphEvent",
+    "GraphInfo",
     "InternalError",
     "InvalidRequestError",
     "Logs",
+    "Node",
+    "NodeFailedError",
+    "NodeInfo",
     "NotFoundError",
     "Options",
     "PermissionDeniedError",
@@ -53,6 +71,7 @@ __all__ = [
     "Registered",
     "ResourceExhaustedError",
     "ResultStream",
+    "Retry",
     "Source",
     "StoredResult",
     "Summary",
@@ -66,4 +85,6 @@ __all__ = [
     "UnavailableError",
     "UnsupportedError",
     "WorkerCrashedError",
+    "compute",
+    "delayed",
 ]

@@ -15,6 +15,7 @@ from tilefn import _malloc
 from tilefn.v1 import (
     array_service_pb2,
     array_service_pb2_grpc,
+    graph_service_pb2_grpc,
     registry_service_pb2_grpc,
     server_info_pb2,
     server_info_pb2_grpc,
@@ -25,6 +26,7 @@ from tilefn.v1 import (
 from ._arrays import ArrayInfo, ArrayRead, as_read, schema_dict
 from ._channel import ChannelOptions, PemSource, make_channel
 from ._exceptions import from_rpc_error
+from ._graph_calls import AsyncGraphCalls, GraphCalls
 from ._registry_calls import AsyncRegistryCalls, RegistryCalls
 from ._request import Options, Udf, build_request
 from ._result import AsyncResultStream, ResultStream, decode_ipc
@@ -52,6 +54,7 @@ class _ClientBase:
         self._arrays = array_service_pb2_grpc.ArrayServiceStub(channel)
         self._registry = registry_service_pb2_grpc.RegistryServiceStub(channel)
         self._info = server_info_pb2_grpc.ServerInfoServiceStub(channel)
+        self._graph_stub = graph_service_pb2_grpc.GraphServiceStub(channel)
         self.options = options or Options()
 
     def with_options(self, **changes: Any) -> Self:
@@ -85,7 +88,7 @@ class _ClientBase:
         return array_service_pb2.GetArraySchemaRequest(uri=array)
 
 
-class Client(TaskCalls, RegistryCalls, _ClientBase):
+class Client(TaskCalls, RegistryCalls, GraphCalls, _ClientBase):
     """A synchronous tilefn client.
 
     >>> with Client("127.0.0.1:50051") as client:
@@ -234,7 +237,7 @@ class Client(TaskCalls, RegistryCalls, _ClientBase):
         self.close()
 
 
-class AsyncClient(AsyncTaskCalls, AsyncRegistryCalls, _ClientBase):
+class AsyncClient(AsyncTaskCalls, AsyncRegistryCalls, AsyncGraphCalls, _ClientBase):
     """The asyncio tilefn client; same constructor and methods as :class:`Client`, awaited."""
 
     def __init__(

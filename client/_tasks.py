@@ -86,7 +86,10 @@ def _when(task: pb.Task, name: str) -> datetime | None:
 
 
 class TaskFailedError(TilefnError):
-    """A submitted task ended FAILED or CANCELLED; ``task`` says how."""
+    """A submitted task ended FAILED or CANCELLED; ``task`` says how (None for a graph node,
+    whose ``NodeFailedError.node`` says how instead)."""
+
+    task: TaskInfo | None
 
     def __init__(self, task: TaskInfo) -> None:
         super().__init__(
