@@ -189,6 +189,10 @@ class GraphRun:
 
     def _finished_running(self, node_id: str, _: object) -> None:
         self._running.pop(node_id, None)
+        node = self.nodes[node_id]
+        if not node.ended:  # cancelled before its first step: its handler never ran
+            stop = self._stop or Stop("CANCELLED", R.Name(R.ERROR_REASON_TASK_CANCELLED), "")
+            self._end(node, "CANCELLED", stop.reason, stop.message or "the node was cancelled")
         self._advance()
         self._check_end()
 
