@@ -1,5 +1,11 @@
 """The one place a client channel is made: plaintext, TLS or mutual TLS, sync or asyncio.
 
+Every channel balances calls round-robin over all the addresses its target names (e.g.
+``ipv4:10.0.0.1:50051,10.0.0.2:50051`` or a ``dns:///`` name of a headless Service) and
+retries a call refused with UNAVAILABLE (a draining replica) on the next one
+(``SERVICE_CONFIG``; docs/DEPLOY.md). Channel options given by the caller add to that or, with
+their own ``grpc.service_config``, replace it.
+
 TLS material may be PEM bytes or a path (``str`` or ``os.PathLike``). What is not passed is
 taken from the environment: ``TILEFN_TLS_CA`` (a CA bundle path; setting it turns TLS on),
 ``TILEFN_CLIENT_CERT`` and ``TILEFN_CLIENT_KEY`` (a client certificate and its key, used only when
@@ -9,6 +15,7 @@ plaintext and ignores the environment.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +26,42 @@ import grpc
 ChannelOptions = Sequence[tuple[str, Any]]
 #: PEM bytes, or the path of a PEM file.
 PemSource = bytes | str | os.PathLike[str]
+
+#: The services a client calls: every one is balanced and retried alike.
+SERVICES = (
+    "tilefn.v1.UdfService",
+    "tilefn.v1.GraphService",
+    "tilefn.v1.ArrayService",
+    "tilefn.v1.RegistryService",
+    "tilefn.v1.ServerInfoService",
+    "tilefn.v1.AdminService",
+)
+#: Round robin over the target's addresses, and up to 4 attempts of a call that failed with
+#: UNAVAILABLE before the server sent anything back: a replica that refused it while draining
+#: or without workers, or one that went away. A call already answering (a stream that sent
+#: its first message) is never repeated. No client-side health checks: a lone server that is
+#: NOT_SERVING would fail calls in the client, without the server's reason.
+SERVICE_CONFIG = json.dumps(
+    {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "methodConfig": [
+            {
+                "name": [{"service": name} for name in SERVICES],
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ],
+    }
+)
+BALANCING_OPTIONS: ChannelOptions = (
+    ("grpc.service_config", SERVICE_CONFIG),
+    ("grpc.enable_retries", 1),
+)
 
 CA_ENV = "TILEFN_TLS_CA"
 CERT_ENV = "TILEFN_CLIENT_CERT"
@@ -71,7 +114,8 @@ def make_channel(
     mutual TLS; one without the other is a ValueError. ``server_name_override``: the name the
     server certificate is checked against instead of the target's host (tests, development).
     """
-    options = list(channel_options)
+    given = dict(channel_options)
+    options = [(k, v) for k, v in BALANCING_OPTIONS if k not in given] + list(channel_options)
     credentials = _credentials(tls, root_certificates, client_certificate, client_key)
     if credentials is None:
         if server_name_override:

@@ -50,6 +50,8 @@ class TaskInfo:
     error_message: str
     result_stored: bool
     result_expires_at: datetime | None
+    #: The server process (replica) that ran it, as its ``server_info()["replica"]`` says.
+    replica: str = ""
 
     @property
     def done(self) -> bool:
@@ -75,6 +77,7 @@ class TaskInfo:
             error_message=task.error_message,
             result_stored=task.result_stored,
             result_expires_at=_when(task, "result_expires_at"),
+            replica=task.replica,
         )
 
 

@@ -60,7 +60,7 @@ REGISTRY_SERVICE = registry_service_pb2.DESCRIPTOR.services_by_name["RegistrySer
 ADMIN_SERVICE = admin_service_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 #: Health is reported for the server ("") and each service that depends on workers or storage.
 HEALTH_NAMES = ("", UDF_SERVICE, GRAPH_SERVICE, ARRAY_SERVICE, REGISTRY_SERVICE)
-#: How often expired stored results are looked for, in seconds.
+#: How often expired stored results and the tasks and graphs of dead replicas are looked for (s).
 SWEEP_SECONDS = 60.0
 #: How long the stored-bytes metric of a namespace may lag behind a newly stored result.
 RECOUNT_SECONDS = 1.0
@@ -109,7 +109,6 @@ class TilefnServer:
         self._identity = identity = Identity.open(
             self.config.store, task_settings(self.config), authenticate=self.config.auth
         )
-        self._start_housekeeping(identity)
         if not self.config.auth:
             log.warning("authentication is OFF (--no-auth): every caller is an anonymous admin")
         catalog = make_catalog(self.config)
@@ -121,7 +120,7 @@ class TilefnServer:
             identity.store, identity.writer, identity.tasks, runner=self._udf,
             check=self._udf.check, max_parallel=admission.limits.max_running,
         )  # fmt: skip
-        self._recover_graphs(graphs)
+        self._start_housekeeping(identity, graphs)
         graph_service_pb2_grpc.add_GraphServiceServicer_to_server(
             GraphService(identity.auth, graphs), server
         )
@@ -207,16 +206,18 @@ class TilefnServer:
         if self._udf is not None:
             await self._udf.drain(max(0.0, deadline - loop.time()))
 
-    def _recover_graphs(self, graphs: Graphs) -> None:
-        failed = graphs.recover()
-        if failed:
-            log.warning("%d graphs of a server that stopped unexpectedly marked FAILED", failed)
+    @staticmethod
+    def _recover(identity: Identity, graphs: Graphs) -> None:
+        """Fail the unfinished tasks and graphs of server processes that are gone (this one's
+        earlier life, or a replica sharing the store that was killed)."""
+        for what, failed in (("tasks", identity.tasks.recover()), ("graphs", graphs.recover())):
+            if failed:
+                log.warning("%d %s of a stopped server marked FAILED", failed, what)
 
-    def _start_housekeeping(self, identity: Identity) -> None:
-        """Fail the tasks of dead servers and delete expired results: now, then periodically."""
-        failed = identity.tasks.recover()
-        if failed:
-            log.warning("%d tasks of a server that stopped unexpectedly marked FAILED", failed)
+    def _start_housekeeping(self, identity: Identity, graphs: Graphs) -> None:
+        """Fail the tasks and graphs of dead servers and delete expired results: now, then
+        periodically."""
+        self._recover(identity, graphs)
 
         def count(namespace: str) -> int:
             identity.writer.flush()  # the new result's record first
@@ -248,6 +249,7 @@ class TilefnServer:
                 totals = await asyncio.to_thread(identity.store.stored_bytes_by_namespace)
                 self.metrics.set_all_stored_bytes(totals)
                 await asyncio.sleep(SWEEP_SECONDS)
+                await asyncio.to_thread(self._recover, identity, graphs)
 
         self._in_background(sweep())
 

@@ -16,6 +16,7 @@ from ._auth import Authenticator
 from ._config import MAX_CHUNK_BYTES, MIN_CHUNK_BYTES, ServerConfig
 from ._request import SERVER_PYTHON
 from ._status import unary_status_mapped
+from ._tasks import OWNER
 
 
 class ServerInfoService(server_info_pb2_grpc.ServerInfoServiceServicer):
@@ -43,6 +44,7 @@ class ServerInfoService(server_info_pb2_grpc.ServerInfoServiceServicer):
             python_version=SERVER_PYTHON,
             sandbox=sandbox,
             limits=self._limits(),
+            replica=OWNER,
         )
 
     def _limits(self) -> pb.ServerLimits:

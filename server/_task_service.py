@@ -61,9 +61,10 @@ class TaskQueries:
             ),
         }
 
-    async def _find(self, task_id: str, context: Context) -> TaskRecord:
+    async def _find(self, task_id: str, context: Context, settled: bool = False) -> TaskRecord:
         principal = self._identity.auth.principal(context)  # on the loop: it may schedule work
-        return await asyncio.to_thread(self._tasks.get, principal, task_id)
+        find = self._tasks.settled if settled else self._tasks.get
+        return await asyncio.to_thread(find, principal, task_id)
 
     @unary_status_mapped
     async def GetTask(self, request: pb.GetTaskRequest, context: Context) -> pb.Task:
@@ -124,7 +125,7 @@ class TaskQueries:
     async def FetchResult(
         self, request: pb.FetchResultRequest, context: Context
     ) -> AsyncIterator[pb.ExecuteUdfResponse]:
-        task = await self._find(request.task_id, context)
+        task = await self._find(request.task_id, context, settled=True)
         size = request.max_chunk_bytes or DEFAULT_CHUNK_BYTES
         if not MIN_CHUNK_BYTES <= size <= MAX_CHUNK_BYTES:
             raise ServiceError(
@@ -199,4 +200,5 @@ def task_message(task: TaskRecord) -> pb.Task:
         error_message=task.error_message,
         result_stored=bool(task.result_path),
         result_expires_at=timestamp(task.result_expires_at) if task.result_path else None,
+        replica=task.owner,
     )

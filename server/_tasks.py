@@ -7,8 +7,13 @@ to the store in batches (``_writer``). Stored results are Arrow IPC stream files
 ends, counted against a per-namespace quota.
 
 Nothing is lost or left hanging: each task records the server process that owns it; at start a
-server marks FAILED (``ERROR_REASON_SERVER_RESTARTED``) every unfinished task whose owner
-process on this host is gone, so a crash never leaves a task RUNNING forever.
+server (and then every ``SWEEP_SECONDS``, so a replica's siblings notice it was killed) marks
+FAILED (``ERROR_REASON_SERVER_RESTARTED``) every unfinished task whose owner process on this host
+is gone, so a crash never leaves a task RUNNING forever.
+
+Replicas share the store: a submitted task is written before its id is given out, and a
+replica asked for the result of a task another replica ran waits for that replica's final
+record (``settled``), which the writer sends at once, instead of saying it has not finished.
 """
 
 from __future__ import annotations
@@ -29,9 +34,11 @@ from tilefn.sandbox import LogPart
 from ._auth import Principal
 from ._status import R, ServiceError
 from ._store import FINAL_STATES, Store, TaskQuery, TaskRecord, TaskStatus
-from ._writer import StoreWriter
+from ._writer import FLUSH_SECONDS, StoreWriter
 
 HOST = socket.gethostname()
+#: How long a replica waits for another's final record of a task whose result is asked for.
+SETTLE_SECONDS = 2 * FLUSH_SECONDS + 1.0
 
 
 def _start_ticks(pid: int) -> str:
@@ -179,6 +186,22 @@ class Tasks:
                 R.ERROR_REASON_TASK_NOT_FOUND, f"no task {task_id[:64]!r} is visible to you",
                 task_id=task_id[:64],
             )  # fmt: skip
+        return record
+
+    def settled(self, principal: Principal, task_id: str) -> TaskRecord:
+        """Like ``get``, but a task another live replica runs is read again from the store
+        until it ends, for at most ``SETTLE_SECONDS`` (blocking): the other replica may have
+        finished it and not yet written so."""
+        record = self.get(principal, task_id)
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while (
+            record.status not in FINAL_STATES
+            and record.owner != OWNER
+            and time.monotonic() < deadline
+            and owner_alive(record.owner)
+        ):
+            time.sleep(0.05)
+            record = self._store.task(task_id) or record
         return record
 
     def list(self, principal: Principal, query: TaskQuery) -> list[TaskRecord]:

@@ -132,7 +132,10 @@ class UdfService:
         self._tasks.attach(call.task_id, runner)
         self._submitted.add(runner)
         runner.add_done_callback(self._submitted.discard)
-        return task_message(self._tasks.get(call.principal, call.task_id))
+        record = self._tasks.get(call.principal, call.task_id)
+        # In the store before its id is given out: the next call may reach another replica.
+        await asyncio.to_thread(self._identity.writer.flush)
+        return task_message(record)
 
     async def _background(
         self, call: Call, execution: Execution, request: pb.ExecuteUdfRequest
@@ -237,7 +240,7 @@ class UdfService:
         def load() -> dict[str, bytes]:
             budget, found = self._config.array_memory_budget, {}
             for task_id in sorted(refs):
-                found[task_id] = read_whole(self._tasks.get(call.principal, task_id), budget)
+                found[task_id] = read_whole(self._tasks.settled(call.principal, task_id), budget)
                 budget -= len(found[task_id])
             return found
 

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from ._store import AuditRecord, GraphRecord, Store, TaskRecord
+from ._store import FINAL_STATES, AuditRecord, GraphRecord, Store, TaskRecord
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +101,12 @@ class StoreWriter:
             self._wake.set()
 
     def save_task(self, record: TaskRecord) -> None:
-        """Queue a task's new state (a later state of the same task replaces it)."""
+        """Queue a task's new state (a later state of the same task replaces it). The final
+        state of a task whose result is stored is written at once: other replicas sharing the
+        store wait for it before they serve the result."""
         with self._lock:
             full = self._tasks.put(record) >= BATCH
-        if full:
+        if full or (record.result_path and record.status in FINAL_STATES):
             self._wake.set()
 
     def save_graph(self, record: GraphRecord) -> None:

@@ -14,16 +14,18 @@ class GetServerInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetServerInfoResponse(_message.Message):
-    __slots__ = ("version", "python_version", "sandbox", "limits")
+    __slots__ = ("version", "python_version", "sandbox", "limits", "replica")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PYTHON_VERSION_FIELD_NUMBER: _ClassVar[int]
     SANDBOX_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
     version: str
     python_version: str
     sandbox: SandboxInfo
     limits: ServerLimits
-    def __init__(self, version: _Optional[str] = ..., python_version: _Optional[str] = ..., sandbox: _Optional[_Union[SandboxInfo, _Mapping]] = ..., limits: _Optional[_Union[ServerLimits, _Mapping]] = ...) -> None: ...
+    replica: str
+    def __init__(self, version: _Optional[str] = ..., python_version: _Optional[str] = ..., sandbox: _Optional[_Union[SandboxInfo, _Mapping]] = ..., limits: _Optional[_Union[ServerLimits, _Mapping]] = ..., replica: _Optional[str] = ...) -> None: ...
 
 class SandboxInfo(_message.Message):
     __slots__ = ("mode", "active_layers", "unavailable_layers", "max_tasks_per_worker")

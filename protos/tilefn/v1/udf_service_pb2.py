@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from tilefn.v1 import udf_pb2 as tilefn_dot_v1_dot_udf__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btilefn/v1/udf_service.proto\x12\ttilefn.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13tilefn/v1/udf.proto\"\xf6\x03\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x0b\n\x03udf\x18\x04 \x01(\t\x12\x0e\n\x06\x61rrays\x18\x05 \x03(\t\x12%\n\x06status\x18\x06 \x01(\x0e\x32\x15.tilefn.v1.TaskStatus\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x08\x63pu_time\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11peak_memory_bytes\x18\x0b \x01(\x04\x12\x14\n\x0cresult_bytes\x18\x0c \x01(\x04\x12\x0c\n\x04rows\x18\r \x01(\x04\x12\x14\n\x0c\x65rror_reason\x18\x0e \x01(\t\x12\x15\n\rerror_message\x18\x0f \x01(\t\x12\x15\n\rresult_stored\x18\x10 \x01(\x08\x12\x35\n\x11result_expires_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\xb3\x01\n\x10ListTasksRequest\x12%\n\x06status\x18\x01 \x01(\x0e\x32\x15.tilefn.v1.TaskStatus\x12\x31\n\rcreated_after\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03udf\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x11\n\tpage_size\x18\x05 \x01(\r\x12\x12\n\npage_token\x18\x06 \x01(\t\"L\n\x11ListTasksResponse\x12\x1e\n\x05tasks\x18\x01 \x03(\x0b\x32\x0f.tilefn.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\">\n\x12\x46\x65tchResultRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x17\n\x0fmax_chunk_bytes\x18\x02 \x01(\r\"5\n\x12GetTaskLogsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\"\x80\x01\n\x0f\x43\x61llUdfResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0b\n\x03ipc\x18\x02 \x01(\x0c\x12!\n\x04logs\x18\x03 \x01(\x0b\x32\x13.tilefn.v1.TaskLogs\x12,\n\x07summary\x18\x04 \x01(\x0b\x32\x1b.tilefn.v1.ExecutionSummary\"\xaa\x02\n\x11\x45xecuteUdfRequest\x12\x1f\n\x03udf\x18\x01 \x01(\x0b\x32\x12.tilefn.v1.UdfSpec\x12!\n\x04\x61rgs\x18\x02 \x03(\x0b\x32\x13.tilefn.v1.Argument\x12\x38\n\x06kwargs\x18\x03 \x03(\x0b\x32(.tilefn.v1.ExecuteUdfRequest.KwargsEntry\x12%\n\x06\x61rrays\x18\x04 \x03(\x0b\x32\x15.tilefn.v1.ArrayInput\x12,\n\x07options\x18\x05 \x01(\x0b\x32\x1b.tilefn.v1.ExecutionOptions\x1a\x42\n\x0bKwargsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\"\n\x05value\x18\x02 \x01(\x0b\x32\x13.tilefn.v1.Argument:\x02\x38\x01\"\xa5\x01\n\x12\x45xecuteUdfResponse\x12#\n\x04task\x18\x01 \x01(\x0b\x32\x13.tilefn.v1.TaskInfoH\x00\x12\r\n\x03ipc\x18\x02 \x01(\x0cH\x00\x12.\n\x07summary\x18\x03 \x01(\x0b\x32\x1b.tilefn.v1.ExecutionSummaryH\x00\x12#\n\x04logs\x18\x04 \x01(\x0b\x32\x13.tilefn.v1.TaskLogsH\x00\x42\x06\n\x04kind\"@\n\x08TaskLogs\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x13\n\x0btotal_bytes\x18\x02 \x01(\x04\x12\x11\n\ttruncated\x18\x03 \x01(\x08\"\x1b\n\x08TaskInfo\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\xcb\x01\n\x10\x45xecutionSummary\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04rows\x18\x02 \x01(\x04\x12\x0f\n\x07\x62\x61tches\x18\x03 \x01(\x04\x12\x11\n\tipc_bytes\x18\x04 \x01(\x04\x12,\n\twall_time\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08\x63pu_time\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11peak_memory_bytes\x18\x07 \x01(\x04*\xa8\x01\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATUS_QUEUED\x10\x01\x12\x17\n\x13TASK_STATUS_RUNNING\x10\x02\x12\x19\n\x15TASK_STATUS_SUCCEEDED\x10\x03\x12\x16\n\x12TASK_STATUS_FAILED\x10\x04\x12\x19\n\x15TASK_STATUS_CANCELLED\x10\x05\x32\xaa\x04\n\nUdfService\x12K\n\nExecuteUdf\x12\x1c.tilefn.v1.ExecuteUdfRequest\x1a\x1d.tilefn.v1.ExecuteUdfResponse0\x01\x12\x43\n\x07\x43\x61llUdf\x12\x1c.tilefn.v1.ExecuteUdfRequest\x1a\x1a.tilefn.v1.CallUdfResponse\x12:\n\tSubmitUdf\x12\x1c.tilefn.v1.ExecuteUdfRequest\x1a\x0f.tilefn.v1.Task\x12\x35\n\x07GetTask\x12\x19.tilefn.v1.GetTaskRequest\x1a\x0f.tilefn.v1.Task\x12\x46\n\tListTasks\x12\x1b.tilefn.v1.ListTasksRequest\x1a\x1c.tilefn.v1.ListTasksResponse\x12;\n\nCancelTask\x12\x1c.tilefn.v1.CancelTaskRequest\x1a\x0f.tilefn.v1.Task\x12M\n\x0b\x46\x65tchResult\x12\x1d.tilefn.v1.FetchResultRequest\x1a\x1d.tilefn.v1.ExecuteUdfResponse0\x01\x12\x43\n\x0bGetTaskLogs\x12\x1d.tilefn.v1.GetTaskLogsRequest\x1a\x13.tilefn.v1.TaskLogs0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btilefn/v1/udf_service.proto\x12\ttilefn.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13tilefn/v1/udf.proto\"\x87\x04\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x0b\n\x03udf\x18\x04 \x01(\t\x12\x0e\n\x06\x61rrays\x18\x05 \x03(\t\x12%\n\x06status\x18\x06 \x01(\x0e\x32\x15.tilefn.v1.TaskStatus\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x08\x63pu_time\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11peak_memory_bytes\x18\x0b \x01(\x04\x12\x14\n\x0cresult_bytes\x18\x0c \x01(\x04\x12\x0c\n\x04rows\x18\r \x01(\x04\x12\x14\n\x0c\x65rror_reason\x18\x0e \x01(\t\x12\x15\n\rerror_message\x18\x0f \x01(\t\x12\x15\n\rresult_stored\x18\x10 \x01(\x08\x12\x35\n\x11result_expires_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07replica\x18\x12 \x01(\t\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\xb3\x01\n\x10ListTasksRequest\x12%\n\x06status\x18\x01 \x01(\x0e\x32\x15.tilefn.v1.TaskStatus\x12\x31\n\rcreated_after\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03udf\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x11\n\tpage_size\x18\x05 \x01(\r\x12\x12\n\npage_token\x18\x06 \x01(\t\"L\n\x11ListTasksResponse\x12\x1e\n\x05tasks\x18\x01 \x03(\x0b\x32\x0f.tilefn.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\">\n\x12\x46\x65tchResultRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x17\n\x0fmax_chunk_bytes\x18\x02 \x01(\r\"5\n\x12GetTaskLogsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\"\x80\x01\n\x0f\x43\x61llUdfResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0b\n\x03ipc\x18\x02 \x01(\x0c\x12!\n\x04logs\x18\x03 \x01(\x0b\x32\x13.tilefn.v1.TaskLogs\x12,\n\x07summary\x18\x04 \x01(\x0b\x32\x1b.tilefn.v1.ExecutionSummary\"\xaa\x02\n\x11\x45xecuteUdfRequest\x12\x1f\n\x03udf\x18\x01 \x01(\x0b\x32\x12.tilefn.v1.UdfSpec\x12!\n\x04\x61rgs\x18\x02 \x03(\x0b\x32\x13.tilefn.v1.Argument\x12\x38\n\x06kwargs\x18\x03 \x03(\x0b\x32(.tilefn.v1.ExecuteUdfRequest.KwargsEntry\x12%\n\x06\x61rrays\x18\x04 \x03(\x0b\x32\x15.tilefn.v1.ArrayInput\x12,\n\x07options\x18\x05 \x01(\x0b\x32\x1b.tilefn.v1.ExecutionOptions\x1a\x42\n\x0bKwargsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\"\n\x05value\x18\x02 \x01(\x0b\x32\x13.tilefn.v1.Argument:\x02\x38\x01\"\xa5\x01\n\x12\x45xecuteUdfResponse\x12#\n\x04task\x18\x01 \x01(\x0b\x32\x13.tilefn.v1.TaskInfoH\x00\x12\r\n\x03ipc\x18\x02 \x01(\x0cH\x00\x12.\n\x07summary\x18\x03 \x01(\x0b\x32\x1b.tilefn.v1.ExecutionSummaryH\x00\x12#\n\x04logs\x18\x04 \x01(\x0b\x32\x13.tilefn.v1.TaskLogsH\x00\x42\x06\n\x04kind\"@\n\x08TaskLogs\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x13\n\x0btotal_bytes\x18\x02 \x01(\x04\x12\x11\n\ttruncated\x18\x03 \x01(\x08\"\x1b\n\x08TaskInfo\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\xcb\x01\n\x10\x45xecutionSummary\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04rows\x18\x02 \x01(\x04\x12\x0f\n\x07\x62\x61tches\x18\x03 \x01(\x04\x12\x11\n\tipc_bytes\x18\x04 \x01(\x04\x12,\n\twall_time\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x08\x63pu_time\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11peak_memory_bytes\x18\x07 \x01(\x04*\xa8\x01\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATUS_QUEUED\x10\x01\x12\x17\n\x13TASK_STATUS_RUNNING\x10\x02\x12\x19\n\x15TASK_STATUS_SUCCEEDED\x10\x03\x12\x16\n\x12TASK_STATUS_FAILED\x10\x04\x12\x19\n\x15TASK_STATUS_CANCELLED\x10\x05\x32\xaa\x04\n\nUdfService\x12K\n\nExecuteUdf\x12\x1c.tilefn.v1.ExecuteUdfRequest\x1a\x1d.tilefn.v1.ExecuteUdfResponse0\x01\x12\x43\n\x07\x43\x61llUdf\x12\x1c.tilefn.v1.ExecuteUdfRequest\x1a\x1a.tilefn.v1.CallUdfResponse\x12:\n\tSubmitUdf\x12\x1c.tilefn.v1.ExecuteUdfRequest\x1a\x0f.tilefn.v1.Task\x12\x35\n\x07GetTask\x12\x19.tilefn.v1.GetTaskRequest\x1a\x0f.tilefn.v1.Task\x12\x46\n\tListTasks\x12\x1b.tilefn.v1.ListTasksRequest\x1a\x1c.tilefn.v1.ListTasksResponse\x12;\n\nCancelTask\x12\x1c.tilefn.v1.CancelTaskRequest\x1a\x0f.tilefn.v1.Task\x12M\n\x0b\x46\x65tchResult\x12\x1d.tilefn.v1.FetchResultRequest\x1a\x1d.tilefn.v1.ExecuteUdfResponse0\x01\x12\x43\n\x0bGetTaskLogs\x12\x1d.tilefn.v1.GetTaskLogsRequest\x1a\x13.tilefn.v1.TaskLogs0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,36 +36,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EXECUTEUDFREQUEST_KWARGSENTRY']._loaded_options = None
   _globals['_EXECUTEUDFREQUEST_KWARGSENTRY']._serialized_options = b'8\001'
-  _globals['_TASKSTATUS']._serialized_start=1987
-  _globals['_TASKSTATUS']._serialized_end=2155
+  _globals['_TASKSTATUS']._serialized_start=2004
+  _globals['_TASKSTATUS']._serialized_end=2172
   _globals['_TASK']._serialized_start=129
-  _globals['_TASK']._serialized_end=631
-  _globals['_GETTASKREQUEST']._serialized_start=633
-  _globals['_GETTASKREQUEST']._serialized_end=666
-  _globals['_LISTTASKSREQUEST']._serialized_start=669
-  _globals['_LISTTASKSREQUEST']._serialized_end=848
-  _globals['_LISTTASKSRESPONSE']._serialized_start=850
-  _globals['_LISTTASKSRESPONSE']._serialized_end=926
-  _globals['_CANCELTASKREQUEST']._serialized_start=928
-  _globals['_CANCELTASKREQUEST']._serialized_end=964
-  _globals['_FETCHRESULTREQUEST']._serialized_start=966
-  _globals['_FETCHRESULTREQUEST']._serialized_end=1028
-  _globals['_GETTASKLOGSREQUEST']._serialized_start=1030
-  _globals['_GETTASKLOGSREQUEST']._serialized_end=1083
-  _globals['_CALLUDFRESPONSE']._serialized_start=1086
-  _globals['_CALLUDFRESPONSE']._serialized_end=1214
-  _globals['_EXECUTEUDFREQUEST']._serialized_start=1217
-  _globals['_EXECUTEUDFREQUEST']._serialized_end=1515
-  _globals['_EXECUTEUDFREQUEST_KWARGSENTRY']._serialized_start=1449
-  _globals['_EXECUTEUDFREQUEST_KWARGSENTRY']._serialized_end=1515
-  _globals['_EXECUTEUDFRESPONSE']._serialized_start=1518
-  _globals['_EXECUTEUDFRESPONSE']._serialized_end=1683
-  _globals['_TASKLOGS']._serialized_start=1685
-  _globals['_TASKLOGS']._serialized_end=1749
-  _globals['_TASKINFO']._serialized_start=1751
-  _globals['_TASKINFO']._serialized_end=1778
-  _globals['_EXECUTIONSUMMARY']._serialized_start=1781
-  _globals['_EXECUTIONSUMMARY']._serialized_end=1984
-  _globals['_UDFSERVICE']._serialized_start=2158
-  _globals['_UDFSERVICE']._serialized_end=2712
+  _globals['_TASK']._serialized_end=648
+  _globals['_GETTASKREQUEST']._serialized_start=650
+  _globals['_GETTASKREQUEST']._serialized_end=683
+  _globals['_LISTTASKSREQUEST']._serialized_start=686
+  _globals['_LISTTASKSREQUEST']._serialized_end=865
+  _globals['_LISTTASKSRESPONSE']._serialized_start=867
+  _globals['_LISTTASKSRESPONSE']._serialized_end=943
+  _globals['_CANCELTASKREQUEST']._serialized_start=945
+  _globals['_CANCELTASKREQUEST']._serialized_end=981
+  _globals['_FETCHRESULTREQUEST']._serialized_start=983
+  _globals['_FETCHRESULTREQUEST']._serialized_end=1045
+  _globals['_GETTASKLOGSREQUEST']._serialized_start=1047
+  _globals['_GETTASKLOGSREQUEST']._serialized_end=1100
+  _globals['_CALLUDFRESPONSE']._serialized_start=1103
+  _globals['_CALLUDFRESPONSE']._serialized_end=1231
+  _globals['_EXECUTEUDFREQUEST']._serialized_start=1234
+  _globals['_EXECUTEUDFREQUEST']._serialized_end=1532
+  _globals['_EXECUTEUDFREQUEST_KWARGSENTRY']._serialized_start=1466
+  _globals['_EXECUTEUDFREQUEST_KWARGSENTRY']._serialized_end=1532
+  _globals['_EXECUTEUDFRESPONSE']._serialized_start=1535
+  _globals['_EXECUTEUDFRESPONSE']._serialized_end=1700
+  _globals['_TASKLOGS']._serialized_start=1702
+  _globals['_TASKLOGS']._serialized_end=1766
+  _globals['_TASKINFO']._serialized_start=1768
+  _globals['_TASKINFO']._serialized_end=1795
+  _globals['_EXECUTIONSUMMARY']._serialized_start=1798
+  _globals['_EXECUTIONSUMMARY']._serialized_end=2001
+  _globals['_UDFSERVICE']._serialized_start=2175
+  _globals['_UDFSERVICE']._serialized_end=2729
 # @@protoc_insertion_point(module_scope)

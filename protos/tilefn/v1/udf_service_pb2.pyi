@@ -28,7 +28,7 @@ TASK_STATUS_FAILED: TaskStatus
 TASK_STATUS_CANCELLED: TaskStatus
 
 class Task(_message.Message):
-    __slots__ = ("task_id", "namespace", "method", "udf", "arrays", "status", "created_at", "started_at", "finished_at", "cpu_time", "peak_memory_bytes", "result_bytes", "rows", "error_reason", "error_message", "result_stored", "result_expires_at")
+    __slots__ = ("task_id", "namespace", "method", "udf", "arrays", "status", "created_at", "started_at", "finished_at", "cpu_time", "peak_memory_bytes", "result_bytes", "rows", "error_reason", "error_message", "result_stored", "result_expires_at", "replica")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +46,7 @@ class Task(_message.Message):
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     RESULT_STORED_FIELD_NUMBER: _ClassVar[int]
     RESULT_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     namespace: str
     method: str
@@ -63,7 +64,8 @@ class Task(_message.Message):
     error_message: str
     result_stored: bool
     result_expires_at: _timestamp_pb2.Timestamp
-    def __init__(self, task_id: _Optional[str] = ..., namespace: _Optional[str] = ..., method: _Optional[str] = ..., udf: _Optional[str] = ..., arrays: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cpu_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., peak_memory_bytes: _Optional[int] = ..., result_bytes: _Optional[int] = ..., rows: _Optional[int] = ..., error_reason: _Optional[str] = ..., error_message: _Optional[str] = ..., result_stored: _Optional[bool] = ..., result_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    replica: str
+    def __init__(self, task_id: _Optional[str] = ..., namespace: _Optional[str] = ..., method: _Optional[str] = ..., udf: _Optional[str] = ..., arrays: _Optional[_Iterable[str]] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cpu_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., peak_memory_bytes: _Optional[int] = ..., result_bytes: _Optional[int] = ..., rows: _Optional[int] = ..., error_reason: _Optional[str] = ..., error_message: _Optional[str] = ..., result_stored: _Optional[bool] = ..., result_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replica: _Optional[str] = ...) -> None: ...
 
 class GetTaskRequest(_message.Message):
     __slots__ = ("task_id",)

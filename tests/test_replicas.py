@@ -1,0 +1,145 @@
+"""Several replicas sharing one store, called through one ``ipv4:`` target with round robin.
+
+Each replica is a real server process on its own loopback port; all share the session's store
+(and so its results folder). The client is the stock ``Client``: its channel balances calls
+round-robin, skips draining replicas and retries calls refused with UNAVAILABLE
+(``client/_channel.py``).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+
+from tilefn.client import Client, TilefnError
+
+from .conftest import ServerProcess, children, process_gone, wait_for
+
+REPLICAS = 3
+
+
+def target(replicas: list[ServerProcess]) -> str:
+    """The one target naming every replica: ``ipv4:127.0.0.1:p1,127.0.0.1:p2,...``."""
+    return "ipv4:" + ",".join(r.address for r in replicas)
+
+
+@pytest.fixture
+def replicas(make_server: Callable[..., ServerProcess]) -> list[ServerProcess]:
+    return [make_server("--drain-grace", "10") for _ in range(REPLICAS)]
+
+
+def nap(seconds: float) -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+@dataclass
+class Load:
+    """Callers that run ``nap`` back to back until stopped, recording every outcome."""
+
+    client: Client
+    seconds: float
+    callers: int = 4
+    ok: list[float] = field(default_factory=list)  # when each successful call started
+    failed: list[tuple[float, BaseException]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def __enter__(self) -> Load:
+        self._threads = [threading.Thread(target=self._run) for _ in range(self.callers)]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                assert self.client.exec(nap, self.seconds) == self.seconds
+                self.ok.append(started)
+            except (TilefnError, grpc.RpcError) as error:
+                self.failed.append((started, error))
+
+    def wait_for_calls(self, count: int) -> None:
+        wait_for(lambda: len(self.ok) >= count, timeout=60, what=f"{count} calls")
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(60)
+
+
+def replicas_that_ran(client: Client, task_ids: list[str]) -> set[str]:
+    return {client.task(task_id).replica for task_id in task_ids}
+
+
+def test_each_replica_names_itself(replicas: list[ServerProcess]) -> None:
+    names = set()
+    for replica in replicas:
+        with Client(replica.address) as client:
+            names.add(client.server_info()["replica"])
+    assert len(names) == REPLICAS
+
+
+def test_calls_spread_across_every_replica(replicas: list[ServerProcess]) -> None:
+    with Client(target(replicas)) as client:
+        client.exec(nap, 0)  # connects; round robin then cycles over the ready replicas
+        wait_for(lambda: len(_infos(client, 2 * REPLICAS)) == REPLICAS, what="every replica")
+        handles = [client.submit(nap, 0) for _ in range(3 * REPLICAS)]
+        assert [h.result(timeout=60) for h in handles] == [0] * len(handles)
+        # each task is readable through any replica: they share the store
+        assert replicas_that_ran(client, [h.task_id for h in handles]) == _infos(client, 6)
+
+
+def _infos(client: Client, calls: int) -> set[str]:
+    return {client.server_info()["replica"] for _ in range(calls)}
+
+
+def test_sigterm_of_one_replica_under_load_fails_no_call(replicas: list[ServerProcess]) -> None:
+    victim = replicas[0]
+    with Client(target(replicas)) as client, Load(client, seconds=0.2) as load:
+        load.wait_for_calls(20)
+        victim.process.send_signal(signal.SIGTERM)
+        assert victim.process.wait(60) == 0
+        served = len(load.ok)
+        load.wait_for_calls(served + 20)  # the others carry on
+    assert load.failed == []
+
+
+def test_kill_9_of_one_replica_fails_only_its_running_calls(
+    tmp_path: Path, replicas: list[ServerProcess]
+) -> None:
+    victim = ServerProcess(tmp_path)  # not make_server's: it must not be stopped cleanly
+    template = children(victim.pid)
+    try:
+        with Client(target([victim, *replicas])) as client, Load(client, seconds=1.0) as load:
+            load.wait_for_calls(8)
+            killed_at = time.monotonic()
+            victim.process.kill()
+            victim.process.wait()
+            served = len(load.ok)
+            load.wait_for_calls(served + 12)
+    finally:
+        victim.process.kill()
+        victim.stop()
+    for pid in template:  # the sandbox does not outlive its server
+        wait_for(lambda pid=pid: process_gone(pid), what=f"template {pid} to exit")
+    # at most one call per caller was running on the victim; nothing started later failed
+    assert len(load.failed) <= load.callers
+    assert all(started < killed_at for started, _ in load.failed)
+    for _, error in load.failed:
+        assert _code(error) in {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED}, error
+
+
+def _code(error: BaseException) -> grpc.StatusCode | None:
+    code = getattr(error, "code", None)
+    return code() if callable(code) else code
