@@ -15,11 +15,13 @@ from ._identity import Identity
 from ._request import page_size
 from ._results import read_pieces, stored_file
 from ._status import R, ServiceError, status_mapped, unary_status_mapped
-from ._store import TaskQuery, TaskRecord
-from ._tasks import LiveTask
+from ._store import FINAL_STATES, TaskQuery, TaskRecord
+from ._tasks import LiveTask, owner_alive
 from ._times import duration, timestamp
 
 Context = grpc.aio.ServicerContext[Any, Any]
+#: How often a follower of another replica's task looks for its end, in seconds.
+FOLLOW_POLL_SECONDS = 0.5
 STATUSES = {
     pb.TASK_STATUS_QUEUED: "QUEUED",
     pb.TASK_STATUS_RUNNING: "RUNNING",
@@ -107,6 +109,8 @@ class TaskQueries:
         """What the task printed; with ``follow``, output as it is printed until the end."""
         task = await self._find(request.task_id, context)
         live = self._tasks.live(request.task_id)
+        if live is None and request.follow:
+            task = await self._until_ended(task, context)
         if live is None or not request.follow:
             yield _snapshot(task, live)
             return
@@ -120,6 +124,14 @@ class TaskQueries:
         final = await self._find(request.task_id, context)
         if final.logs_total > sent:
             yield _since(final.logs.encode(), final.logs_total, sent)
+
+    async def _until_ended(self, task: TaskRecord, context: Context) -> TaskRecord:
+        """A task another replica runs, once it has ended (its logs are stored then): what it
+        prints reaches followers on that replica as it is printed, here only at the end."""
+        while task.status not in FINAL_STATES and owner_alive(task.owner):
+            await asyncio.sleep(FOLLOW_POLL_SECONDS)
+            task = await self._find(task.task_id, context)
+        return task
 
     @status_mapped
     async def FetchResult(

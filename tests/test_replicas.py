@@ -143,3 +143,25 @@ def test_kill_9_of_one_replica_fails_only_its_running_calls(
 def _code(error: BaseException) -> grpc.StatusCode | None:
     code = getattr(error, "code", None)
     return code() if callable(code) else code
+
+
+def chatty() -> int:
+    import time
+
+    print("started", flush=True)
+    time.sleep(1.5)
+    print("done", flush=True)
+    return 7
+
+
+def test_logs_followed_on_another_replica_arrive_when_the_task_ends(
+    replicas: list[ServerProcess],
+) -> None:
+    runner, other = replicas[0], replicas[1]
+    with Client(runner.address) as on_runner, Client(other.address) as on_other:
+        task_id = on_runner.submit(chatty).task_id
+        assert on_other.task(task_id).status in ("QUEUED", "RUNNING")
+        assert "".join(on_other.follow_logs(task_id)) == "started\ndone\n"
+        info = on_other.task(task_id)
+        assert (info.status, info.replica) == ("SUCCEEDED", on_runner.server_info()["replica"])
+        assert on_other.fetch(task_id) == 7
