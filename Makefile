@@ -19,6 +19,9 @@ SANDBOX ?= strict
 PKG_DIRS := protos/tilefn protos/tilefn/v1 codec sandbox server client
 STAMP    := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# The Node.js example client's own dependencies (grpc-js, proto-loader, apache-arrow), for its test.
+NODE_EXAMPLE := examples/node
+NODE_EXAMPLE_STAMP := $(NODE_EXAMPLE)/node_modules/.installed
 
 .PHONY: help install run test bench protos lint typecheck check clean
 
@@ -44,6 +47,10 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+$(NODE_EXAMPLE_STAMP): $(NODE_EXAMPLE)/package.json $(NODE_EXAMPLE)/package-lock.json
+	cd $(NODE_EXAMPLE) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 run: $(STAMP)
 	@$(PY) -m tilefn.server.demo --data-root $(DATA) --store $(STORE) --token-file $(DEV_TOKEN)
 	@echo
@@ -60,7 +67,7 @@ run: $(STAMP)
 	$(PY) -m tilefn.server --host $(HOST) --port $(PORT) --data-root $(DATA) --store $(STORE) \
 		--sandbox $(SANDBOX) --metrics-port $(METRICS_PORT)
 
-test: $(STAMP) $(NODE_STAMP)
+test: $(STAMP) $(NODE_STAMP) $(NODE_EXAMPLE_STAMP)
 	$(PY) -m pytest
 
 # The benchmark-only yardsticks (ray; Flight ships in pyarrow) get a stamp of their own, so
@@ -99,5 +106,5 @@ typecheck: $(STAMP)
 check: lint typecheck test
 
 clean:
-	rm -rf $(VENV) node_modules build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules $(NODE_EXAMPLE)/node_modules build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

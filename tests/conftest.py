@@ -21,7 +21,13 @@ from tilefn.client import Client
 from tilefn.server._admin import create_namespace, create_token
 from tilefn.server._sqlite import SqliteStore
 
-pytest_plugins = ["arrays_support", "hostile_support", "identity_support"]  # shared fixtures
+pytest_plugins = [  # shared fixtures; a plugin another imports comes first
+    "pki_support",
+    "arrays_support",
+    "demo_support",
+    "hostile_support",
+    "identity_support",
+]
 
 STARTUP_TIMEOUT = 60.0
 READY_LINE = "tilefn serving on "
