@@ -84,6 +84,7 @@ def test_source_udf_batches_decode_as_they_stream(
         np.testing.assert_allclose(batch["sums"]["values"], rows.sum(), rtol=1e-12)
         start += batch["rows"]
     assert start == result["summary"]["rows"] == 364
+    assert result["received_bytes"] == result["summary"]["ipc_bytes"]  # every piece, once
     # Decoded while the stream was still arriving, not after the last piece.
     assert batches[0]["pieces_so_far"] < batches[-1]["pieces_so_far"] <= result["pieces"]
 

@@ -33,6 +33,7 @@ const ARRAY = env.TILEFN_ARRAY || 'tiledb://demo/temperature';
 const NAMESPACE = env.TILEFN_NAMESPACE || 'demo';
 const PROTOS = env.TILEFN_PROTOS || path.resolve(HERE, '../../protos');
 const DEADLINE_MS = 60_000;
+const KEEP = 100; // values of a result column printed in full, at most
 
 // A generator UDF: each item it yields becomes its own record batch(es) of one Arrow stream.
 const FAHRENHEIT = `
@@ -66,7 +67,9 @@ def check(data, station):
 
 /** One machine-readable line on stdout. */
 function emit(record) {
-  process.stdout.write(`${JSON.stringify(record, (_, v) => (typeof v === 'bigint' ? Number(v) : v))}\n`);
+  process.stdout.write(
+    `${JSON.stringify(record, (_, v) => (typeof v === 'bigint' ? Number(v) : v))}\n`,
+  );
 }
 
 /** Readable text on stderr. */
@@ -77,7 +80,9 @@ function say(text) {
 // ---------------------------------------------------------------- gRPC plumbing
 
 function loadServices() {
-  const files = ['array_service', 'registry_service', 'udf_service'].map((f) => `tilefn/v1/${f}.proto`);
+  const files = ['array_service', 'registry_service', 'udf_service'].map(
+    (f) => `tilefn/v1/${f}.proto`,
+  );
   // keepCase: the field names of the .proto (task_id, not taskId); longs as strings: uint64
   // safe; defaults: unset fields read as their zero values (proto3 sends no false or 0).
   const definition = protoLoader.loadSync(files, {
@@ -101,7 +106,11 @@ function credentials() {
   const ca = env.TILEFN_CA_FILE;
   if (!ca && env.TILEFN_TLS !== '1') return grpc.credentials.createInsecure();
   const read = (file) => (file ? readFileSync(file) : null);
-  return grpc.credentials.createSsl(read(ca), read(env.TILEFN_CLIENT_KEY), read(env.TILEFN_CLIENT_CERT));
+  return grpc.credentials.createSsl(
+    read(ca),
+    read(env.TILEFN_CLIENT_KEY),
+    read(env.TILEFN_CLIENT_CERT),
+  );
 }
 
 /** The token goes in every call's metadata (plaintext channels refuse call credentials). */
@@ -115,15 +124,22 @@ const callOptions = () => ({ deadline: Date.now() + DEADLINE_MS });
 
 function unary(client, method, request) {
   return new Promise((resolve, reject) => {
-    client[method](request, auth(), callOptions(), (error, response) => (error ? reject(error) : resolve(response)));
+    client[method](request, auth(), callOptions(), (error, response) =>
+      error ? reject(error) : resolve(response),
+    );
   });
 }
 
 /** The google.rpc.Status of a failed call, its details decoded by their type URLs. */
-export function errorDetails(error) {
+function errorDetails(error) {
   const [raw] = error.metadata?.get('grpc-status-details-bin') ?? [];
   const [taskId] = error.metadata?.get('tilefn-task-id') ?? [];
-  const out = { code: grpc.status[error.code], message: error.details, task_id: taskId ?? null, details: [] };
+  const out = {
+    code: grpc.status[error.code],
+    message: error.details,
+    task_id: taskId ?? null,
+    details: [],
+  };
   if (!raw) return out;
   const status = Status.toObject(Status.decode(raw), { defaults: true });
   for (const any of status.details) {
@@ -131,9 +147,15 @@ export function errorDetails(error) {
     const message = rpcTypes.lookupType(type);
     const detail = message.toObject(message.decode(any.value), { longs: Number, defaults: true });
     out.details.push(type);
-    if (type === 'google.rpc.ErrorInfo') Object.assign(out, { reason: detail.reason, domain: detail.domain, metadata: detail.metadata });
+    if (type === 'google.rpc.ErrorInfo')
+      Object.assign(out, {
+        reason: detail.reason,
+        domain: detail.domain,
+        metadata: detail.metadata,
+      });
     if (type === 'google.rpc.DebugInfo') out.traceback = detail.detail;
-    if (type === 'google.rpc.RetryInfo') out.retry_delay_seconds = detail.retry_delay.seconds + detail.retry_delay.nanos / 1e9;
+    if (type === 'google.rpc.RetryInfo')
+      out.retry_delay_seconds = detail.retry_delay.seconds + detail.retry_delay.nanos / 1e9;
   }
   return out;
 }
@@ -143,7 +165,9 @@ export function errorDetails(error) {
 const json = (value) => ({ json: JSON.stringify(value) });
 const int = (n) => ({ int64_value: String(n) });
 /** One dimension's inclusive [start, end] pairs. */
-const dim = (...pairs) => ({ ranges: pairs.map(([start, end]) => ({ start: int(start), end: int(end) })) });
+const dim = (...pairs) => ({
+  ranges: pairs.map(([start, end]) => ({ start: int(start), end: int(end) })),
+});
 
 // ---------------------------------------------------------------- Arrow results
 
@@ -168,6 +192,11 @@ function flatValues(column) {
   return out;
 }
 
+/** Whether a column holds numbers (or fixed-size lists of them): only those get sums. */
+const numeric = (type) =>
+  DataType.isInt(type) ||
+  DataType.isFloat(type) ||
+  (DataType.isFixedSizeList(type) && numeric(type.children[0].type));
 const sum = (values) => values.reduce((a, v) => a + Number(v), 0);
 const fieldMeta = (field, key) => field.metadata.get(key);
 
@@ -176,7 +205,8 @@ function describeBatch(batch) {
   const columns = {};
   for (const field of batch.schema.fields) {
     const values = flatValues(batch.getChild(field.name));
-    columns[field.name] = { dtype: fieldMeta(field, 'tilefn.dtype') ?? String(field.type), values };
+    const dtype = fieldMeta(field, 'tilefn.dtype') ?? String(field.type);
+    columns[field.name] = { dtype, values, sum: numeric(field.type) ? sum(values) : null };
   }
   return { rows: batch.numRows, columns };
 }
@@ -193,42 +223,75 @@ async function execute(udfService, step, request) {
   const pieces = ipcPieces(call, side);
   // The reader stops at the end-of-stream marker; hiding `return` keeps it from cancelling the
   // call, whose summary is still to come.
-  const reader = await RecordBatchReader.from({ [Symbol.asyncIterator]: () => ({ next: () => pieces.next() }) });
+  const reader = await RecordBatchReader.from({
+    [Symbol.asyncIterator]: () => ({ next: () => pieces.next() }),
+  });
   const { schema } = await reader.open({ autoDestroy: false });
   const columns = {};
   let batches = 0;
   for await (const batch of reader) {
     const described = describeBatch(batch);
-    const sums = Object.fromEntries(Object.entries(described.columns).map(([k, c]) => [k, sum(c.values)]));
-    emit({ step, event: 'batch', index: batches, rows: described.rows, pieces_so_far: side.pieces, sums });
-    say(`  batch ${batches}: ${described.rows} rows after ${side.pieces} piece(s) of the stream; sums ${JSON.stringify(sums)}`);
+    const sums = Object.fromEntries(Object.entries(described.columns).map(([k, c]) => [k, c.sum]));
+    emit({
+      step,
+      event: 'batch',
+      index: batches,
+      rows: described.rows,
+      pieces_so_far: side.pieces,
+      sums,
+    });
+    const after = `after ${side.pieces} piece(s) of the stream`;
+    say(`  batch ${batches}: ${described.rows} rows ${after}; sums ${JSON.stringify(sums)}`);
     for (const [name, column] of Object.entries(described.columns)) {
-      (columns[name] ??= { dtype: column.dtype, values: [] }).values.push(...column.values);
+      keep(columns, name, column, described.rows, sums[name]);
     }
     batches += 1;
   }
-  for await (const extra of pieces) throw new Error(`${extra.length} bytes after the Arrow end-of-stream`);
+  // Drain the call (logs, summary): no IPC bytes may follow the end-of-stream.
+  for await (const extra of pieces) {
+    throw new Error(`${extra.length} bytes after the Arrow end-of-stream`);
+  }
   return { schema, columns, batches, side };
 }
 
-/** The shape of an array column: [rows, ...tilefn.item_shape] (docs/results.md). */
-function columnShape(field, values) {
-  const item = JSON.parse(fieldMeta(field, 'tilefn.item_shape') ?? '[]');
-  const size = item.reduce((a, n) => a * n, 1);
-  return [size ? values.length / size : 0, ...item];
+/**
+ * What the example keeps of a column across batches: its rows, sum and first KEEP values, not
+ * all of them (a streamed result may be larger than memory).
+ */
+function keep(columns, name, column, rows, total) {
+  const kept = (columns[name] ??= { dtype: column.dtype, rows: 0, sum: 0, values: [] });
+  kept.rows += rows;
+  kept.sum = total === null ? null : kept.sum + total;
+  kept.values.push(...column.values.slice(0, KEEP + 1 - kept.values.length));
 }
 
 function resultRecord(step, result) {
   const { schema, columns, batches, side } = result;
   const kind = schema.metadata.get('tilefn.kind');
-  const record = { step, kind, stream: schema.metadata.get('tilefn.stream') === 'true', batches, pieces: side.pieces };
+  const record = {
+    step,
+    kind,
+    stream: schema.metadata.get('tilefn.stream') === 'true',
+    batches,
+    pieces: side.pieces,
+    received_bytes: side.bytes,
+  };
   record.task_id = side.task?.task_id;
-  record.summary = { rows: Number(side.summary?.rows), batches: Number(side.summary?.batches), ipc_bytes: Number(side.summary?.ipc_bytes) };
+  record.summary = {
+    rows: Number(side.summary?.rows),
+    batches: Number(side.summary?.batches),
+    ipc_bytes: Number(side.summary?.ipc_bytes),
+  };
   record.columns = {};
   for (const field of schema.fields) {
-    const { dtype, values } = columns[field.name];
-    record.columns[field.name] = { dtype, shape: columnShape(field, values), sum: sum(values), head: values.slice(0, 5) };
-    if (values.length <= 100) record.columns[field.name].values = values;
+    const { dtype, rows, sum: total, values } = columns[field.name];
+    // An array column's shape is [rows, ...tilefn.item_shape] (docs/results.md).
+    const shape = [rows, ...JSON.parse(fieldMeta(field, 'tilefn.item_shape') ?? '[]')];
+    const out = { dtype, shape, sum: total, head: values.slice(0, 5) };
+    if (values.length <= KEEP) out.values = values;
+    // A `json` result: one JSON text per row (one per item of a streamed result).
+    if (kind === 'json' && out.values) out.values = values.map((text) => JSON.parse(text));
+    record.columns[field.name] = out;
   }
   return record;
 }
@@ -239,11 +302,13 @@ async function listArrays(services) {
   const response = await unary(services.arrays, 'ListArrays', { page_size: 100 });
   const arrays = response.arrays.map(({ uri, namespace, sparse }) => ({ uri, namespace, sparse }));
   emit({ step: 'list_arrays', arrays });
-  say(`Arrays you may read:\n${arrays.map((a) => `  ${a.uri} (${a.sparse ? 'sparse' : 'dense'})`).join('\n')}`);
+  say('Arrays you may read:');
+  for (const a of arrays) say(`  ${a.uri} (${a.sparse ? 'sparse' : 'dense'})`);
 }
 
 async function sourceUdf(services) {
-  say(`\nA Python-source UDF over days 0-363 x every station of ${ARRAY}, in pieces of at most 64 KiB:`);
+  say(`\nA Python-source UDF over days 0-363 x every station of ${ARRAY}`);
+  say('(pieces of at most 64 KiB):');
   const result = await execute(services.udf, 'source_udf', {
     udf: { source: { text: FAHRENHEIT, entry_point: 'to_fahrenheit' } },
     args: [json(1.8)],
@@ -254,8 +319,11 @@ async function sourceUdf(services) {
   });
   const record = resultRecord('source_udf', result);
   emit(record);
-  const values = record.columns.values;
-  say(`  -> ${record.kind} ${values.dtype} of shape [${values.shape}] in ${record.batches} batches, ${record.pieces} pieces; mean ${(values.sum / (values.shape[0] * values.shape[1])).toFixed(3)} F`);
+  const { dtype, shape, sum: total } = record.columns.values;
+  const mean = (total / (shape[0] * shape[1])).toFixed(3);
+  say(
+    `  -> ${record.kind} ${dtype} of shape [${shape}] in ${record.batches} batches, mean ${mean} F`,
+  );
 }
 
 const STATS_DEFINITION = {
@@ -276,7 +344,11 @@ async function register(services) {
   let udf;
   let action = 'registered';
   try {
-    udf = await unary(services.registry, 'RegisterUdf', { namespace: NAMESPACE, name: 'station_stats', definition: STATS_DEFINITION });
+    udf = await unary(services.registry, 'RegisterUdf', {
+      namespace: NAMESPACE,
+      name: 'station_stats',
+      definition: STATS_DEFINITION,
+    });
   } catch (error) {
     if (errorDetails(error).reason !== 'ERROR_REASON_UDF_EXISTS') throw error;
     udf = await unary(services.registry, 'GetUdf', { name });
@@ -297,12 +369,21 @@ async function registeredUdf(services, ref) {
     udf: { registered: ref },
     args: [json(24.0)],
     kwargs: { first_station: json(10) },
-    arrays: [{ uri: ARRAY, ranges: [dim([0, 30], [180, 210]), dim([10, 19])], attributes: ['temp'] }],
+    arrays: [
+      { uri: ARRAY, ranges: [dim([0, 30], [180, 210]), dim([10, 19])], attributes: ['temp'] },
+    ],
   });
   const record = resultRecord('registered_udf', result);
   emit(record);
   const { station, mean, days_above: above } = record.columns;
-  say(station.values.map((s, i) => `  station ${s}: mean ${mean.values[i].toFixed(2)} C, ${above.values[i]} days above 24 C`).join('\n'));
+  say(
+    station.values
+      .map(
+        (s, i) =>
+          `  station ${s}: mean ${mean.values[i].toFixed(2)} C, ${above.values[i]} days above 24 C`,
+      )
+      .join('\n'),
+  );
 }
 
 /** A call that must fail: reports its status and the decoded details. */
@@ -313,8 +394,10 @@ async function failing(services, step, request) {
     if (error.code === undefined) throw error;
     const details = errorDetails(error);
     emit({ step, ...details });
-    say(`\n${step}: ${details.code} ${details.reason} ${JSON.stringify(details.metadata)}\n  ${details.message.split('\n')[0]}`);
-    if (details.traceback) say(`  remote traceback:\n${details.traceback.trimEnd().replace(/^/gm, '    ')}`);
+    say(`\n${step}: ${details.code} ${details.reason} ${JSON.stringify(details.metadata)}`);
+    say(`  ${details.message.split('\n')[0]}`);
+    if (details.traceback)
+      say(`  remote traceback:\n${details.traceback.trimEnd().replace(/^/gm, '    ')}`);
     return;
   }
   throw new Error(`${step} was expected to fail`);
