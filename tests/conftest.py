@@ -21,7 +21,12 @@ from tilefn.client import Client
 from tilefn.server._admin import create_namespace, create_token
 from tilefn.server._sqlite import SqliteStore
 
-pytest_plugins = ["arrays_support", "hostile_support", "identity_support"]  # shared fixtures
+pytest_plugins = [  # shared fixtures
+    "arrays_support",
+    "hostile_support",
+    "identity_support",
+    "postgres_support",
+]
 
 STARTUP_TIMEOUT = 60.0
 READY_LINE = "tilefn serving on "
