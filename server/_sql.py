@@ -267,17 +267,16 @@ class SqlStore(TaskTables, GraphTables, abc.ABC):
         return {(r[0], r[1]) for r in rows}
 
     def share_array(self, namespace: str, name: str, grantee: str, share: bool) -> None:
+        self._share("array_shares", (namespace, name, grantee), share)
+
+    def _share(self, table: str, key: tuple[str, str, str], share: bool) -> None:
+        """Add (idempotently) or remove one grantee of a share table."""
         with self._write() as db:
             if share:
-                db.execute(
-                    "INSERT INTO array_shares VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                    (namespace, name, grantee),
-                )
+                db.execute(f"INSERT INTO {table} VALUES (?, ?, ?) ON CONFLICT DO NOTHING", key)
             else:
-                db.execute(
-                    "DELETE FROM array_shares WHERE namespace = ? AND name = ? AND grantee = ?",
-                    (namespace, name, grantee),
-                )
+                where = "namespace = ? AND name = ? AND grantee = ?"
+                db.execute(f"DELETE FROM {table} WHERE {where}", key)
 
     # registered UDFs
 
@@ -395,17 +394,7 @@ class SqlStore(TaskTables, GraphTables, abc.ABC):
         return UdfVersion(namespace, name, version, latest, created_us, created_by, draft, shared)
 
     def share_udf(self, namespace: str, name: str, grantee: str, share: bool) -> None:
-        with self._write() as db:
-            if share:
-                db.execute(
-                    "INSERT INTO udf_shares VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                    (namespace, name, grantee),
-                )
-            else:
-                db.execute(
-                    "DELETE FROM udf_shares WHERE namespace = ? AND name = ? AND grantee = ?",
-                    (namespace, name, grantee),
-                )
+        self._share("udf_shares", (namespace, name, grantee), share)
 
     def delete_udf(self, namespace: str, name: str) -> int:
         with self._write() as db:

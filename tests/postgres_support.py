@@ -80,7 +80,10 @@ class PostgresCluster:
         secret = self.folder / "pwfile"
         secret.write_text(self.password + "\n")
         if os.geteuid() == 0:  # the server's files must be its user's
-            account = pwd.getpwnam("postgres")
+            try:
+                account = pwd.getpwnam("postgres")
+            except KeyError:
+                pytest.fail("as root, PostgreSQL needs a 'postgres' system user to run as")
             for path in (self.folder, secret):
                 os.chown(path, account.pw_uid, account.pw_gid)
         data = str(self.folder / "data")
