@@ -1,10 +1,10 @@
 """The store for several hosts: one PostgreSQL database that every replica shares.
 
 The queries are ``_sql.SqlStore``'s; this module connects (one connection per thread, in
-autocommit mode, replaced when it breaks), translates ``?`` placeholders, and keeps the schema
-version in a ``tilefn_schema`` table. Replicas starting at once migrate one after the other:
-the migrating transaction holds a transaction-level advisory lock. Writes are READ COMMITTED
-transactions; the one read-then-write step (the next UDF version) locks the UDF's row
+autocommit mode, replaced when the server drops it), translates ``?`` placeholders, and keeps
+the schema version in a ``tilefn_schema`` table. Replicas starting at once migrate one after
+the other: the migrating transaction holds a transaction-level advisory lock. Writes are READ
+COMMITTED transactions; the one read-then-write step (the next UDF version) locks the UDF's row
 (``SELECT ... FOR UPDATE``), and unique keys catch every other race (a namespace or UDF created
 twice gets ALREADY_EXISTS).
 
@@ -15,7 +15,7 @@ file (``_stores``), is handed to libpq on its own, and is scrubbed from any erro
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -87,17 +87,16 @@ class PostgresStore(SqlStore):
         return text.replace(self._password, "***") if self._password else text
 
     def _connect(self) -> Connection:
-        db = psycopg.connect(
+        return PgConnection(self._new_connection)
+
+    def _new_connection(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(
             self._uri,
             password=self._password,
             autocommit=True,
             connect_timeout=CONNECT_TIMEOUT,
             application_name="tilefn",
         )
-        return PgConnection(db)
-
-    def _usable(self, db: Connection) -> bool:
-        return not (isinstance(db, PgConnection) and db.broken)
 
     def _lock_schema(self, db: Connection) -> int:
         # Released when the migrating transaction ends; other replicas wait here meanwhile.
@@ -118,16 +117,29 @@ class PostgresStore(SqlStore):
 
 
 class PgConnection:
-    """A psycopg connection that takes ``?`` placeholders (``Connection``)."""
+    """A psycopg connection that takes ``?`` placeholders (``Connection``) and replaces itself
+    when the server drops it (a restart, a failover, a proxy's idle timeout).
 
-    def __init__(self, db: psycopg.Connection[Any]) -> None:
-        self._db = db
+    A statement that finds the connection lost is run again on a new one only outside a
+    transaction: there the store runs reads alone (every write is inside BEGIN ... COMMIT), so
+    running it twice changes nothing. Inside a transaction the error propagates: the outcome of
+    a write whose connection was lost is unknown, and the caller must see that.
+    """
 
-    @property
-    def broken(self) -> bool:
-        return self._db.broken or self._db.closed
+    def __init__(self, connect: Callable[[], psycopg.Connection[Any]]) -> None:
+        self._connect = connect
+        self._db = connect()
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
+        if self._db.broken:  # lost during an earlier statement
+            self._db = self._connect()
+        idle = self._db.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        try:
+            return self._db.execute(_format(sql), _values(parameters))
+        except psycopg.OperationalError:
+            if not (idle and self._db.broken):
+                raise
+        self._db = self._connect()
         return self._db.execute(_format(sql), _values(parameters))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> object:

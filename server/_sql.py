@@ -66,10 +66,6 @@ class SqlStore(TaskTables, GraphTables, abc.ABC):
     def _connect(self) -> Connection:
         """A new connection in autocommit mode."""
 
-    def _usable(self, db: Connection) -> bool:
-        """Whether this thread's connection may still be used (a server connection can break)."""
-        return True
-
     @abc.abstractmethod
     def _lock_schema(self, db: Connection) -> int:
         """Inside the migrating transaction: keep other processes from migrating until it ends;
@@ -95,15 +91,12 @@ class SqlStore(TaskTables, GraphTables, abc.ABC):
 
     def _db(self) -> Connection:
         db: Connection | None = getattr(self._local, "db", None)
-        if db is None or not self._usable(db):
+        if db is None:
             # Used by its own thread only; close() (any thread) is the exception.
-            fresh = self._connect()
+            db = self._connect()
+            self._local.db = db
             with self._lock:
-                if db is not None:
-                    self._connections.remove(db)
-                    db.close()
-                self._connections.append(fresh)
-            self._local.db = db = fresh
+                self._connections.append(db)
         return db
 
     @contextmanager
