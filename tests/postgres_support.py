@@ -131,8 +131,10 @@ def postgres() -> Iterator[PostgresCluster]:
     cluster = PostgresCluster(binaries, Path(tempfile.mkdtemp(prefix="tilefn-pg-")))
     try:
         cluster.start()
-        yield cluster
-        cluster.stop()
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
     finally:
         shutil.rmtree(cluster.folder, ignore_errors=True)
 
