@@ -46,6 +46,7 @@ from ._info_service import ServerInfoService
 from ._metrics import Metrics, MetricsEndpoint
 from ._registry_service import RegistryService
 from ._staging import make_catalog
+from ._stores import check_store_settings, open_store
 from ._task_service import TaskQueries
 from ._tasks import TaskSettings
 from ._tls import bind, is_loopback, load
@@ -92,6 +93,7 @@ class TilefnServer:
     async def start(self) -> int:
         """Check the TLS files, start workers, then serve; return the bound port."""
         tls = load(self.config)  # before the pool: a bad setting must not leave workers behind
+        check_store_settings(self.config)
         self.admission = admission = Admission(
             AdmissionLimits.from_config(self.config),
             on_change=lambda ns: self.metrics.set_queue_depth(ns, admission.depth(ns)),
@@ -107,7 +109,9 @@ class TilefnServer:
             interceptors=interceptors, options=[("grpc.max_receive_message_length", limit)]
         )
         self._identity = identity = Identity.open(
-            self.config.store, task_settings(self.config), authenticate=self.config.auth
+            open_store(self.config.store, self.config.store_password_file),
+            task_settings(self.config),
+            authenticate=self.config.auth,
         )
         if not self.config.auth:
             log.warning("authentication is OFF (--no-auth): every caller is an anonymous admin")

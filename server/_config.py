@@ -65,9 +65,13 @@ class ServerConfig:
     read_block_bytes: int = 64 * MIB
     #: A TileDB config file (key value lines) for storage credentials and tuning.
     tiledb_config: str = ""
-    #: The state database (tokens, namespaces, shares, registered UDFs, audit): a SQLite file,
-    #: created and migrated at start. Several servers on one machine may share it.
+    #: The state database (tokens, namespaces, shares, registered UDFs, tasks, audit), migrated
+    #: at start: a SQLite file (several servers on one machine may share it), or a
+    #: ``postgresql://user@host:port/dbname`` URI (replicas on several hosts share it; its
+    #: password comes from TILEFN_STORE_PASSWORD or ``store_password_file``, never the URI).
     store: str = "state/tilefn.sqlite3"
+    #: A file whose first line is the PostgreSQL store's password.
+    store_password_file: str = ""
     #: Where stored results are kept (Arrow IPC files, one folder per namespace); empty means
     #: a "results" folder next to the store.
     results_dir: str = ""
@@ -110,6 +114,7 @@ class ServerConfig:
 
 _SERVER_FLAGS = (
     "store",
+    "store_password_file",
     "auth",
     "results_dir",
     "result_ttl",

@@ -14,7 +14,6 @@ from tilefn.sandbox import TaskLogs, TaskSummary
 from ._auth import Authenticator, Principal
 from ._registry import Registry
 from ._results import ResultSink, StoredTotals
-from ._sqlite import SqliteStore
 from ._status import R, ServiceError, to_service_error
 from ._store import AuditRecord, Store
 from ._tasks import Tasks, TaskSettings
@@ -59,9 +58,8 @@ class Identity:
         self.totals = StoredTotals(self.store)
 
     @classmethod
-    def open(cls, path: str, settings: TaskSettings, *, authenticate: bool) -> Identity:
-        """Open (and migrate) the store at ``path``."""
-        store = SqliteStore(path)
+    def open(cls, store: Store, settings: TaskSettings, *, authenticate: bool) -> Identity:
+        """Everything around an open store."""
         writer = StoreWriter(store)
         return cls(
             store,

@@ -1,7 +1,8 @@
 """What the server keeps: the records and the one interface every store implements.
 
 The server talks to its state only through ``Store``. The embedded default is SQLite
-(``_sqlite.SqliteStore``); a PostgreSQL store for several hosts implements the same methods.
+(``_sqlite.SqliteStore``); ``_postgres.PostgresStore`` serves replicas on several hosts. Both
+are ``_sql.SqlStore``: the same queries and migrations over a different engine.
 Methods are blocking: call them from a thread (``asyncio.to_thread``), except the few reads the
 docstrings mark as cheap. Failures a caller can cause raise ``ServiceError`` with their reason.
 """

@@ -1,7 +1,9 @@
 """``tilefn token|namespace|member ...``: administer identities in the local store.
 
-Runs on the server's host against its state database (``--store``, env TILEFN_STORE), with no
-server needed; remote administration uses AdminService with an admin token. Examples:
+Runs against the server's state database (``--store``, env TILEFN_STORE: the SQLite file, on
+the server's host, or the PostgreSQL URI, with its password in TILEFN_STORE_PASSWORD or
+``--store-password-file``), with no server needed; remote administration uses AdminService
+with an admin token. Examples:
 
     tilefn namespace create alice --kind user
     tilefn namespace create acme --kind organisation
@@ -21,17 +23,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import _admin
-from ._config import ServerConfig
-from ._sqlite import SqliteStore
-from ._status import ServiceError
+from ._config import ConfigError, ServerConfig
+from ._status import R, ServiceError
 from ._store import SCOPES, Store, TokenRecord
+from ._stores import open_store
 
 USER_SCOPES = ("run", "read_arrays", "manage_udfs", "manage_arrays")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     options = _parser().parse_args(_store_first(list(sys.argv[1:] if argv is None else argv)))
-    store = SqliteStore(options.store)
+    try:
+        store = open_store(options.store, options.store_password_file)
+    except ConfigError as exc:
+        raise SystemExit(f"tilefn: {exc}") from None
     try:
         options.run(store, options)
     except ServiceError as exc:
@@ -40,21 +45,37 @@ def main(argv: Sequence[str] | None = None) -> None:
         store.close()
 
 
+#: Top-level options that may come anywhere on the command line.
+ANYWHERE = ("--store", "--store-password-file")
+
+
 def _store_first(argv: list[str]) -> list[str]:
-    """``--store PATH`` may come anywhere (``tilefn token list --store s.db``): move it first,
-    where argparse expects the top-level option."""
-    for i, arg in enumerate(argv):
-        if arg.startswith("--store="):
-            return [arg, *argv[:i], *argv[i + 1 :]]
-        if arg == "--store" and i + 1 < len(argv):
-            return [arg, argv[i + 1], *argv[:i], *argv[i + 2 :]]
-    return argv
+    """``--store PATH`` (and ``--store-password-file FILE``) may come anywhere (``tilefn token
+    list --store s.db``): move them first, where argparse expects top-level options."""
+    first: list[str] = []
+    rest = list(argv)
+    for option in ANYWHERE:
+        for i, arg in enumerate(rest):
+            if arg.startswith(f"{option}="):
+                first, rest = [*first, arg], [*rest[:i], *rest[i + 1 :]]
+                break
+            if arg == option and i + 1 < len(rest):
+                first, rest = [*first, arg, rest[i + 1]], [*rest[:i], *rest[i + 2 :]]
+                break
+    return [*first, *rest]
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tilefn", description=__doc__.split("\n\n")[0])
     default = os.environ.get("TILEFN_STORE", ServerConfig.store)
-    parser.add_argument("--store", default=default, help=f"state database (default {default})")
+    parser.add_argument(
+        "--store", default=default, help=f"SQLite file or postgresql:// URI (default {default})"
+    )
+    parser.add_argument(
+        "--store-password-file",
+        default=os.environ.get("TILEFN_STORE_PASSWORD_FILE", ""),
+        help="file holding the PostgreSQL store's password (else env TILEFN_STORE_PASSWORD)",
+    )
     groups = parser.add_subparsers(required=True, metavar="GROUP")
     _namespace_commands(groups.add_parser("namespace", help="users and organisations"))
     _member_commands(groups.add_parser("member", help="organisation membership"))
@@ -111,7 +132,11 @@ def _token_commands(parser: argparse.ArgumentParser) -> None:
 
 def _create_token(store: Store, options: argparse.Namespace) -> None:
     if options.create_namespace and store.namespace(options.namespace) is None:
-        _admin.create_namespace(store, options.namespace, "user")
+        try:
+            _admin.create_namespace(store, options.namespace, "user")
+        except ServiceError as exc:  # another admin (or replica) created it meanwhile
+            if exc.reason != R.ERROR_REASON_NAMESPACE_EXISTS:
+                raise
     scopes = [s.strip() for s in options.scopes.split(",") if s.strip()]
     secret, record = _admin.create_token(
         store, options.namespace, scopes, options.days * 86400, options.description

@@ -27,6 +27,7 @@ pytest_plugins = [  # shared fixtures; a plugin another imports comes first
     "demo_support",
     "hostile_support",
     "identity_support",
+    "postgres_support",
 ]
 
 STARTUP_TIMEOUT = 60.0

@@ -1,4 +1,5 @@
-"""The SQLite store: migrations, several processes writing at once, the admin command."""
+"""Both stores (a SQLite file, a PostgreSQL database): migrations, several processes writing at
+once, tokens kept as hashes, the admin command."""
 
 from __future__ import annotations
 
@@ -10,18 +11,21 @@ import time
 from pathlib import Path
 
 import pytest
+from postgres_support import StoreLocation
 
-from tilefn.server._sqlite import MIGRATIONS, SqliteStore, hash_secret
+from tilefn.server._sql import SqlStore, hash_secret
+from tilefn.server._sql_schema import MIGRATIONS
+from tilefn.server._sqlite import SqliteStore
 from tilefn.server._status import ServiceError
-from tilefn.server._store import UdfDraft
+from tilefn.server._store import Store, TaskRecord, UdfDraft
 
 DRAFT = UdfDraft("def f():\n    return 1\n", "", b"", "3.11", "", (), "[]", "d")
 #: Registers a UDF version per iteration from its own process.
 WRITER = """
 import sys
-from tilefn.server._sqlite import SqliteStore
+from tilefn.server._stores import open_store
 from tilefn.server._store import UdfDraft
-store = SqliteStore(sys.argv[1])
+store = open_store(sys.argv[1])
 draft = UdfDraft("def f():\\n    return 1\\n", "", b"", "3.11", "", (), "[]", "d")
 for _ in range(int(sys.argv[2])):
     store.add_udf_version("team", "shared", "team", draft)
@@ -29,29 +33,40 @@ store.close()
 """
 
 
-def test_migrations_apply_once(tmp_path: Path) -> None:
-    path = tmp_path / "state" / "store.sqlite3"  # parent folders are created
-    store = SqliteStore(path)
+def sql(store: Store) -> SqlStore:
+    assert isinstance(store, SqlStore)
+    return store
+
+
+def test_migrations_apply_once(store_engine: StoreLocation) -> None:
+    store = sql(store_engine.open())
     assert store.schema_version == len(MIGRATIONS)
     store.create_namespace("team", "organisation")
     store.close()
-    again = SqliteStore(path)  # reopening applies nothing twice and keeps the data
+    again = sql(store_engine.open())  # reopening applies nothing twice and keeps the data
     try:
         assert again.schema_version == len(MIGRATIONS)
         team = again.namespace("team")
         assert team is not None and team.kind == "organisation"
-        mode = again._db().execute("PRAGMA journal_mode").fetchone()[0]
-        assert mode == "wal"
     finally:
         again.close()
 
 
-def test_several_processes_write_at_once(tmp_path: Path) -> None:
-    path = tmp_path / "store.sqlite3"
+def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "store.sqlite3"  # parent folders are created
     store = SqliteStore(path)
+    try:
+        assert store._db().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        store.close()
+
+
+def test_several_processes_write_at_once(store_engine: StoreLocation) -> None:
+    store = sql(store_engine.open())
     store.create_namespace("team", "organisation")
     store.register_udf("team", "shared", "team", DRAFT)
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), "25"]) for _ in range(4)]
+    location = store_engine.location
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, location, "25"]) for _ in range(4)]
     assert [w.wait(120) for w in writers] == [0, 0, 0, 0]
     try:
         numbers = [
@@ -67,18 +82,29 @@ def test_several_processes_write_at_once(tmp_path: Path) -> None:
         store.close()
 
 
-def test_tokens_are_stored_as_hashes_only(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "store.sqlite3")
+def test_tokens_are_stored_as_hashes_only(store_engine: StoreLocation) -> None:
+    store = sql(store_engine.open())
     try:
         store.create_namespace("alice", "user")
         secret, record = store.create_token("alice", ["run"], 60.0, "")
         assert secret.startswith(f"tfn_{record.id}_")
-        raw = (tmp_path / "store.sqlite3").read_bytes() + _wal(tmp_path)
-        assert secret.encode() not in raw and hash_secret(secret).encode() in raw
+        rows = repr(store._db().execute("SELECT * FROM tokens").fetchall())
+        assert secret not in rows and hash_secret(secret) in rows
         assert store.token_by_secret(secret) == record
         assert store.token_by_secret(secret + "x") is None
         with pytest.raises(ServiceError):
             store.create_token("nobody", ["run"], 60.0, "")
+    finally:
+        store.close()
+
+
+def test_sqlite_file_holds_no_secret(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "store.sqlite3")
+    try:
+        store.create_namespace("alice", "user")
+        secret, _ = store.create_token("alice", ["run"], 60.0, "")
+        raw = (tmp_path / "store.sqlite3").read_bytes() + _wal(tmp_path)
+        assert secret.encode() not in raw and hash_secret(secret).encode() in raw
     finally:
         store.close()
 
@@ -88,9 +114,8 @@ def _wal(folder: Path) -> bytes:
     return wal.read_bytes() if wal.exists() else b""
 
 
-def test_admin_command(tmp_path: Path) -> None:
-    store = str(tmp_path / "store.sqlite3")
-    env = {**os.environ, "TILEFN_STORE": store}
+def test_admin_command(store_engine: StoreLocation) -> None:
+    env = {**os.environ, "TILEFN_STORE": store_engine.location}
 
     def tilefn(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -116,7 +141,7 @@ def test_admin_command(tmp_path: Path) -> None:
     assert refused.returncode != 0 and "scopes must be some of" in refused.stderr
     duplicate = tilefn("namespace", "create", "alice")
     assert duplicate.returncode != 0 and "exists already" in duplicate.stderr
-    reopened = SqliteStore(store)
+    reopened = store_engine.open()
     try:
         (record,) = reopened.tokens("alice")
         assert record.revoked_at is not None and record.revoked_at <= time.time()
@@ -131,22 +156,23 @@ def test_the_state_database_is_private(tmp_path: Path) -> None:
     assert path.parent.stat().st_mode & 0o777 == 0o700
 
 
-def test_store_may_be_given_after_the_command(tmp_path: Path) -> None:
-    store = str(tmp_path / "late.sqlite3")
+def test_store_may_be_given_after_the_command(store_engine: StoreLocation) -> None:
     command = [sys.executable, "-m", "tilefn.client._cli", "namespace", "create", "zed"]
-    done = subprocess.run([*command, "--store", store], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [*command, "--store", store_engine.location], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
-    reopened = SqliteStore(store)
+    reopened = store_engine.open()
     try:
         assert reopened.namespace("zed") is not None
     finally:
         reopened.close()
 
 
-def test_old_task_records_are_forgotten_unless_their_result_is_kept(tmp_path: Path) -> None:
-    from tilefn.server._store import TaskRecord
-
-    store = SqliteStore(tmp_path / "store.sqlite3")
+def test_old_task_records_are_forgotten_unless_their_result_is_kept(
+    store_engine: StoreLocation,
+) -> None:
+    store = store_engine.open()
     try:
         old = TaskRecord("a", "ns", "t", "CallUdf", "x", (), "SUCCEEDED", "h:1:2", 1.0, 1.0, 2.0)
         kept = dataclasses.replace(old, task_id="b", result_path="/r/b.arrows", result_bytes=7)

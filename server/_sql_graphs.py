@@ -1,34 +1,32 @@
-"""The graphs table of the SQLite store (a mixin of ``SqliteStore``)."""
+"""The graphs table of the SQL stores (a mixin of ``_sql.SqlStore``)."""
 
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import astuple
 from typing import Any
 
+from ._sql_schema import Connection, upsert
 from ._store import GraphQuery, GraphRecord
 
-GRAPH_COLUMNS = ", ".join(f.name for f in dataclasses.fields(GraphRecord))
-#: Listings leave out what only GetGraph shows.
-LISTED_COLUMNS = GRAPH_COLUMNS.replace("spec", "x''").replace("nodes", "'[]'")
+GRAPH_FIELDS = tuple(f.name for f in dataclasses.fields(GraphRecord))
+GRAPH_COLUMNS = ", ".join(GRAPH_FIELDS)
+SAVE_GRAPH = upsert("graphs", GRAPH_FIELDS, "graph_id")
+#: Listings leave out what only GetGraph shows (the spec: NULL, read as empty).
+LISTED_COLUMNS = GRAPH_COLUMNS.replace("spec", "NULL").replace("nodes", "'[]'")
 
 
 class GraphTables:
     """Graphs and their node states; needs ``_db`` and ``_write``."""
 
-    _db: Callable[[], sqlite3.Connection]
-    _write: Callable[[], AbstractContextManager[sqlite3.Connection]]
+    _db: Callable[[], Connection]
+    _write: Callable[[], AbstractContextManager[Connection]]
 
     def save_graphs(self, records: Sequence[GraphRecord]) -> None:
-        marks = ", ".join("?" * len(dataclasses.fields(GraphRecord)))
         with self._write() as db:
-            db.executemany(
-                f"INSERT OR REPLACE INTO graphs ({GRAPH_COLUMNS}) VALUES ({marks})",
-                [astuple(r) for r in records],
-            )
+            db.executemany(SAVE_GRAPH, [astuple(r) for r in records])
 
     def graph(self, graph_id: str) -> GraphRecord | None:
         row = (
@@ -39,7 +37,7 @@ class GraphTables:
         return _graph(row) if row else None
 
     def graphs(self, query: GraphQuery) -> list[GraphRecord]:
-        where, values = ["1"], []  # type: tuple[list[str], list[Any]]
+        where, values = ["TRUE"], []  # type: tuple[list[str], list[Any]]
         if query.namespaces is not None:
             where.append(f"namespace IN ({','.join('?' * len(query.namespaces))})")
             values += sorted(query.namespaces)
@@ -70,6 +68,6 @@ class GraphTables:
 
 
 def _graph(row: Any) -> GraphRecord:
-    values = dict(zip((f.name for f in dataclasses.fields(GraphRecord)), row, strict=True))
-    values["spec"] = bytes(values["spec"])
+    values = dict(zip(GRAPH_FIELDS, row, strict=True))
+    values["spec"] = bytes(values["spec"] or b"")
     return GraphRecord(**values)

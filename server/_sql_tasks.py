@@ -1,23 +1,23 @@
-"""The task and audit tables of the SQLite store (a mixin of ``SqliteStore``)."""
+"""The task and audit tables of the SQL stores (a mixin of ``_sql.SqlStore``)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import astuple
 from typing import Any
 
+from ._sql_schema import Connection, upsert
 from ._store import AuditRecord, TaskQuery, TaskRecord
 
 
 class TaskTables:
     """Tasks, stored-result bookkeeping and the audit log; needs ``_db`` and ``_write``."""
 
-    _db: Callable[[], sqlite3.Connection]
-    _write: Callable[[], AbstractContextManager[sqlite3.Connection]]
+    _db: Callable[[], Connection]
+    _write: Callable[[], AbstractContextManager[Connection]]
 
     # audit
 
@@ -46,15 +46,8 @@ class TaskTables:
     # tasks and stored results
 
     def save_tasks(self, records: Sequence[TaskRecord]) -> None:
-        marks = ", ".join("?" * len(dataclasses.fields(TaskRecord)))
         with self._write() as db:
-            db.executemany(
-                f"INSERT OR REPLACE INTO tasks ({TASK_COLUMNS}) VALUES ({marks})",
-                [
-                    tuple(json.dumps(v) if isinstance(v, tuple) else v for v in astuple(r))
-                    for r in records
-                ],
-            )
+            db.executemany(SAVE_TASK, [_task_row(r) for r in records])
 
     def task(self, task_id: str) -> TaskRecord | None:
         row = (
@@ -139,11 +132,21 @@ class TaskTables:
         ]
 
 
-TASK_COLUMNS = ", ".join(f.name for f in dataclasses.fields(TaskRecord))
+TASK_FIELDS = tuple(f.name for f in dataclasses.fields(TaskRecord))
+TASK_COLUMNS = ", ".join(TASK_FIELDS)
+SAVE_TASK = upsert("tasks", TASK_FIELDS, "task_id")
+
+
+def _task_row(record: TaskRecord) -> tuple[Any, ...]:
+    """Tuples as JSON; flags as 0 or 1 (the column is an integer in every engine)."""
+    return tuple(
+        json.dumps(v) if isinstance(v, tuple) else int(v) if isinstance(v, bool) else v
+        for v in astuple(record)
+    )
 
 
 def _task(row: Any) -> TaskRecord:
-    values = dict(zip((f.name for f in dataclasses.fields(TaskRecord)), row, strict=True))
+    values = dict(zip(TASK_FIELDS, row, strict=True))
     values["arrays"] = tuple(json.loads(values["arrays"]))
     values["logs_truncated"] = bool(values["logs_truncated"])
     return TaskRecord(**values)
