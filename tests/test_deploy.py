@@ -10,6 +10,7 @@ a read-only root with a writable /tmp) to show that those privileges are enough 
 from __future__ import annotations
 
 import argparse
+import ctypes.util
 import json
 import os
 import re
@@ -29,11 +30,13 @@ import pytest
 import yaml
 
 from tilefn.client import Client, UdfTimeoutError
+from tilefn.sandbox._in_filesystem import SCRATCH_OPTIONS
+from tilefn.sandbox._in_seccomp import DENIED
 from tilefn.server._app import HEALTH_NAMES
 from tilefn.server._config import ServerConfig, add_arguments, from_arguments
 from tilefn.server._metrics import Metrics
 
-from conftest import READY_LINE
+from conftest import READY_LINE, ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -46,9 +49,16 @@ STORE_PASSWORD_ENV = "TILEFN_STORE_PASSWORD"
 #: What the sandbox needs in the pod (docs/DEPLOY.md): namespaces and mounts, per-slot uids,
 #: emptying the workers' bounding set, and SIGKILL for workers of other uids.
 SANDBOX_CAPABILITIES = {"SYS_ADMIN", "SETUID", "SETGID", "SETPCAP", "KILL"}
+#: What the server, its template and a worker setting itself up call: a seccomp profile that
+#: refused one of these would silently cost a sandbox layer (or the worker kill).
+SANDBOX_SYSCALLS = {"unshare", "mount", "umount2", "pivot_root", "sethostname", "setresuid",
+                    "setgroups", "capset", "prctl", "seccomp", "pidfd_open", "pidfd_send_signal",
+                    "execve", "clone", "kill", "memfd_create"}  # fmt: skip
 #: Egress the pods may have: DNS, PostgreSQL, HTTPS to the object store.
 ALLOWED_EGRESS = {(53, "UDP"), (53, "TCP"), (5432, "TCP"), (443, "TCP")}
 GIB = 1 << 30
+MIB = 1 << 20
+CLONE_NEWUSER = 0x10000000
 
 
 def load_documents(path: Path) -> list[dict[str, Any]]:
@@ -211,8 +221,13 @@ def test_resources_fit_the_worker_pool(monkeypatch: pytest.MonkeyPatch) -> None:
     pool = pod_server(docs, monkeypatch).config.pool
     limit = container(docs)["resources"]["limits"]["memory"]
     assert limit.endswith("Gi")
-    # Each worker's address space is capped; the server, template and ready workers need ~0.2 GiB.
-    assert int(limit[:-2]) * GIB >= pool.max_workers * pool.worker_memory_bytes + GIB // 2
+    # docs/DEPLOY.md, "Sizing": busy workers' address space, every worker's /tmp tmpfs, and
+    # 256 MiB for the server and the template.
+    scratch = re.search(rb"size=(\d+)m", SCRATCH_OPTIONS)
+    assert scratch
+    workers = pool.max_workers + pool.ready_workers
+    need = pool.max_workers * pool.worker_memory_bytes + workers * int(scratch.group(1)) * MIB
+    assert int(limit[:-2]) * GIB >= need + 256 * MIB
 
 
 # --- security context ---
@@ -227,11 +242,37 @@ def test_base_grants_only_what_the_sandbox_needs() -> None:
     assert context["privileged"] is False and context["readOnlyRootFilesystem"] is True
     # Added capabilities stay effective only for uid 0 (Kubernetes has no ambient capabilities).
     assert context["runAsUser"] == 0 and context["runAsNonRoot"] is False
-    assert context["seccompProfile"]["type"] == "RuntimeDefault"
+    assert context["seccompProfile"]["type"] == "Localhost"
+    assert seccomp_profile(context)  # the file nodes install: deploy/kubernetes/seccomp/
     pod = one(docs, "Deployment")["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
     tmp = [m for m in container(docs)["volumeMounts"] if m["mountPath"] == "/tmp"]
     assert tmp, "the worker template makes its mount points in /tmp: it must be writable"
+
+
+def seccomp_path(context: dict[str, Any]) -> Path:
+    """The Localhost profile a security context names, in deploy/kubernetes/seccomp/."""
+    return KUBE / "seccomp" / Path(context["seccompProfile"]["localhostProfile"]).name
+
+
+def seccomp_profile(context: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(seccomp_path(context).read_text())  # type: ignore[no-any-return]
+
+
+def test_seccomp_profile_refuses_only_what_the_sandbox_never_calls() -> None:
+    profile = seccomp_profile(container(base_documents())["securityContext"])
+    assert profile["defaultAction"] == "SCMP_ACT_ALLOW"
+    assert profile["architectures"] == ["SCMP_ARCH_X86_64"]  # no x32/i386 entry points
+    plain = [r for r in profile["syscalls"] if not r.get("args")]
+    refused = {n for r in plain for n in r["names"] if r["action"] == "SCMP_ACT_ERRNO"}
+    # Every name is one the workers' own filter refuses too (real syscalls, known numbers).
+    assert refused <= set(DENIED) | {"clone3"}
+    assert not refused & SANDBOX_SYSCALLS
+    (conditional,) = [r for r in profile["syscalls"] if r.get("args")]
+    assert set(conditional["names"]) == {"unshare", "clone"}  # only with CLONE_NEWUSER
+    assert conditional["args"] == [
+        {"index": 0, "value": CLONE_NEWUSER, "valueTwo": CLONE_NEWUSER, "op": "SCMP_CMP_MASKED_EQ"}
+    ]
 
 
 def test_unprivileged_overlay_runs_as_non_root(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -285,6 +326,23 @@ def test_headless_service_selects_the_grpc_port() -> None:
     annotations = one(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
     ports = {p["name"]: p["containerPort"] for p in container(docs)["ports"]}
     assert annotations["prometheus.io/port"] == str(ports["metrics"])
+
+
+def test_documented_client_config_balances_and_calls(server: ServerProcess) -> None:
+    """docs/DEPLOY.md's service config is one gRPC accepts, and calls go through it."""
+    text = (ROOT / "docs" / "DEPLOY.md").read_text()
+    (config,) = re.findall(r"```json\n(.*?)```", text, re.S)
+    parsed = json.loads(config)
+    assert parsed["loadBalancingConfig"] == [{"round_robin": {}}]
+    services = {n["service"] for m in parsed["methodConfig"] for n in m["name"]}
+    assert "tilefn.v1.UdfService" in services
+    headless = one(base_documents(), "Service", "tilefn-headless")
+    target = f"dns:///{headless['metadata']['name']}.tilefn.svc.cluster.local:50051"
+    assert target in text
+    host, port = server.address.rsplit(":", 1)
+    options = [("grpc.service_config", config), ("grpc.max_receive_message_length", 16 << 20)]
+    with Client(f"dns:///{host}:{port}", channel_options=options) as client:
+        assert [client.call(lambda n: n * 2, n) for n in range(3)] == [0, 2, 4]
 
 
 def metric_names() -> set[str]:
@@ -389,7 +447,7 @@ for m in $(awk '{print $5}' /proc/self/mountinfo | sort -u); do
   mount -o remount,bind,ro "$m" 2>/dev/null || true
 done
 if touch "$REPO/.rw-probe" 2>/dev/null; then echo "root still writable" >&2; exit 97; fi
-exec setpriv --no-new-privs $USER_FLAGS --bounding-set "$CAPS" --inh-caps -all -- "$@"
+exec setpriv --no-new-privs $USER_FLAGS --bounding-set "$CAPS" --inh-caps -all -- $SECCOMP "$@"
 """
 
 
@@ -397,6 +455,8 @@ def can_emulate_a_pod() -> str:
     """Why this machine cannot run the server as the pod would, or ""."""
     if os.geteuid() != 0 or not (shutil.which("setpriv") and shutil.which("unshare")):
         return "needs root, setpriv and unshare"
+    if ctypes.util.find_library("seccomp") is None:
+        return "needs libseccomp to load the pod's seccomp profile"
     if any(Path(p).resolve().is_relative_to("/tmp") for p in (ROOT, sys.prefix)):
         return "the checkout or virtualenv is under /tmp, which the pod's emptyDir hides"
     return ""
@@ -429,7 +489,10 @@ def run_as_pod(tmp_path: Path, context: dict[str, Any]) -> PodProcess:
     flags += ["--sandbox", "degraded", "--max-tasks-per-worker", "1", "--max-workers", "2"]
     server = [sys.executable, "-m", "tilefn.server", *flags]
     log = tmp_path / "pod-server.log"
-    env = {**os.environ, "REPO": str(ROOT), "CAPS": caps, "USER_FLAGS": users}
+    seccomp = ""  # RuntimeDefault is the runtime's own profile: not reproduced here
+    if context.get("seccompProfile", {}).get("type") == "Localhost":
+        seccomp = f"{sys.executable} {ROOT / 'tests' / 'pod_seccomp.py'} {seccomp_path(context)}"
+    env = {**os.environ, "REPO": str(ROOT), "CAPS": caps, "USER_FLAGS": users, "SECCOMP": seccomp}
     process = subprocess.Popen(
         ["unshare", "--mount", "sh", "-c", POD_SCRIPT, "pod", *server],
         stdout=subprocess.PIPE, stderr=log.open("wb"), text=True, env=env,
