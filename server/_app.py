@@ -45,6 +45,7 @@ from ._identity import Identity
 from ._info_service import ServerInfoService
 from ._metrics import Metrics, MetricsEndpoint
 from ._registry_service import RegistryService
+from ._replicas import BEAT_SECONDS
 from ._staging import make_catalog
 from ._stores import check_store_settings, open_store
 from ._task_service import TaskQueries
@@ -221,6 +222,7 @@ class TilefnServer:
     def _start_housekeeping(self, identity: Identity, graphs: Graphs) -> None:
         """Fail the tasks and graphs of dead servers and delete expired results: now, then
         periodically."""
+        identity.tasks.replicas.beat(())  # which replicas on other hosts are alive
         self._recover(identity, graphs)
 
         def count(namespace: str) -> int:
@@ -248,6 +250,7 @@ class TilefnServer:
                 removed, forgotten = await asyncio.to_thread(identity.tasks.sweep)
                 retention = identity.tasks.settings.retention
                 await asyncio.to_thread(identity.store.forget_graphs, time.time() - retention)
+                await asyncio.to_thread(identity.tasks.replicas.forget)
                 if removed or forgotten:
                     log.info("deleted %d expired results, %d old task records", removed, forgotten)
                 totals = await asyncio.to_thread(identity.store.stored_bytes_by_namespace)
@@ -256,6 +259,23 @@ class TilefnServer:
                 await asyncio.to_thread(self._recover, identity, graphs)
 
         self._in_background(sweep())
+        self._in_background(self._beat(identity, graphs))
+
+    async def _beat(self, identity: Identity, graphs: Graphs) -> None:
+        """Heartbeats among the replicas sharing the store; stop what callers asked another
+        replica to cancel (``_replicas``)."""
+        replicas = identity.tasks.replicas
+        while True:
+            running = identity.tasks.running() + graphs.running()
+            try:
+                asked = await asyncio.to_thread(replicas.beat, running)
+            except Exception:  # the store is unreachable for now: try again at the next beat
+                log.exception("could not write this replica's heartbeat")
+                asked = []
+            for target_id in asked:
+                if not identity.tasks.stop(target_id):
+                    graphs.stop(target_id)
+            await asyncio.sleep(BEAT_SECONDS)
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` on the loop, holding a reference; it is cancelled at stop."""

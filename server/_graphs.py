@@ -19,9 +19,10 @@ from ._auth import Principal
 from ._graph_run import GraphRun, NodeRunner, Stop
 from ._graph_spec import plan_graph
 from ._graph_state import ENDED, NodeState, counts, dump_nodes, link_children, load_nodes
+from ._replicas import OWNER
 from ._status import R, ServiceError
 from ._store import GraphQuery, GraphRecord, Store
-from ._tasks import OWNER, Tasks, owner_alive
+from ._tasks import Tasks
 from ._times import timestamp
 from ._writer import StoreWriter
 
@@ -122,16 +123,31 @@ class Graphs:
         self._live.pop(graph_id, None)
 
     async def cancel(self, principal: Principal, graph_id: str) -> GraphRecord:
-        """Stop a graph this process runs; an ended one is returned as it is."""
-        record, _ = self.get(principal, graph_id)
+        """Stop a running graph: at once if this process runs it, else by a request to the
+        replica that does; an ended one is returned as it is."""
+        record, _ = await asyncio.to_thread(self.get, principal, graph_id)
         run = self._live.get(graph_id)
         if run is None:
+            if record.status == "RUNNING" and self._tasks.replicas.alive(record.owner):
+                await asyncio.to_thread(self._tasks.replicas.request_cancel, graph_id)
             return record
+        self.stop(graph_id)
+        await run.finished.wait()
+        return run.record
+
+    def stop(self, graph_id: str) -> bool:
+        """Cancel the graph if this process runs it; False if it does not."""
+        run = self._live.get(graph_id)
+        if run is None:
+            return False
         run.stop(
             Stop("CANCELLED", R.Name(R.ERROR_REASON_TASK_CANCELLED), "cancelled by the caller")
         )
-        await run.finished.wait()
-        return run.record
+        return True
+
+    def running(self) -> tuple[str, ...]:
+        """The ids of the graphs this process runs."""
+        return tuple(self._live)
 
     async def retry(self, principal: Principal, graph_id: str) -> GraphRun:
         """Run an ended graph's unsucceeded nodes (and their descendants) again."""
@@ -173,7 +189,9 @@ class Graphs:
 
     def recover(self) -> int:
         """Fail the unfinished graphs of server processes that are gone; return how many."""
-        orphans = [g for g in self._store.unfinished_graphs() if not owner_alive(g.owner)]
+        orphans = [
+            g for g in self._store.unfinished_graphs() if not self._tasks.replicas.alive(g.owner)
+        ]
         for record in orphans:
             self._store.save_graphs([_restarted(record)])
         return len(orphans)
@@ -234,7 +252,7 @@ class Graphs:
             if record.status != "RUNNING":
                 break
             await asyncio.sleep(POLL_SECONDS)
-            if not owner_alive(record.owner):
+            if not self._tasks.replicas.alive(record.owner):
                 await asyncio.to_thread(self.recover)
             record, nodes = await asyncio.to_thread(self.get, principal, record.graph_id)
         yield gpb.GraphEvent(

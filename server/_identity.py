@@ -13,6 +13,7 @@ from tilefn.sandbox import TaskLogs, TaskSummary
 
 from ._auth import Authenticator, Principal
 from ._registry import Registry
+from ._replicas import Replicas
 from ._results import ResultSink, StoredTotals
 from ._status import R, ServiceError, to_service_error
 from ._store import AuditRecord, Store
@@ -66,7 +67,7 @@ class Identity:
             Authenticator(store, enabled=authenticate),
             Registry(store),
             writer,
-            Tasks(store, writer, settings),
+            Tasks(store, writer, settings, Replicas(store)),
         )
 
     def close(self) -> None:

@@ -14,9 +14,9 @@ from tilefn.v1 import server_info_pb2_grpc
 
 from ._auth import Authenticator
 from ._config import MAX_CHUNK_BYTES, MIN_CHUNK_BYTES, ServerConfig
+from ._replicas import OWNER
 from ._request import SERVER_PYTHON
 from ._status import unary_status_mapped
-from ._tasks import OWNER
 
 
 class ServerInfoService(server_info_pb2_grpc.ServerInfoServiceServicer):

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from ._sql_graphs import GraphTables
+from ._sql_replicas import ReplicaTables
 from ._sql_schema import MIGRATIONS, Connection, Dialect
 from ._sql_tasks import TaskTables
 from ._status import R, ServiceError
@@ -49,7 +50,7 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-class SqlStore(TaskTables, GraphTables, abc.ABC):
+class SqlStore(TaskTables, GraphTables, ReplicaTables, abc.ABC):
     """``Store`` over any SQL engine; see the module docstring."""
 
     dialect: ClassVar[Dialect]

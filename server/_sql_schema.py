@@ -129,6 +129,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX graphs_namespace ON graphs (namespace, created_at)",
         "CREATE INDEX graphs_status ON graphs (status)",
     ),
+    (
+        # _replicas: heartbeats, and cancel requests for what another replica runs
+        "CREATE TABLE replicas (owner TEXT PRIMARY KEY, seen_at REAL NOT NULL)",
+        """CREATE TABLE cancel_requests (
+            target_id TEXT PRIMARY KEY,
+            requested_at REAL NOT NULL)""",
+    ),
 )
 
 

@@ -125,7 +125,7 @@ class TaskRecord:
     udf: str
     arrays: tuple[str, ...]
     status: TaskStatus
-    #: The server process running it ("host:pid:start"); see ``_tasks.owner_alive``.
+    #: The server process running it ("host:pid:start"); see ``_replicas``.
     owner: str
     created_at: float
     started_at: float | None = None
@@ -268,4 +268,20 @@ class Store(Protocol):
     def unfinished_graphs(self) -> list[GraphRecord]: ...
     def forget_graphs(self, ended_before: float) -> int:
         """Delete the records of graphs that ended before then."""
+        ...
+
+    # replicas (see _replicas)
+
+    def beat(self, owner: str, now: float) -> None: ...
+    def replicas_seen(self, since: float) -> list[str]:
+        """The replicas whose last heartbeat is not older than ``since``."""
+        ...
+
+    def request_cancel(self, target_id: str, requested_at: float) -> None: ...
+    def take_cancel_requests(self, target_ids: Sequence[str]) -> list[str]:
+        """Which of these tasks and graphs someone asked to cancel; the requests are deleted."""
+        ...
+
+    def forget_replicas(self, before: float) -> None:
+        """Delete heartbeats and cancel requests older than ``before``."""
         ...

@@ -16,7 +16,7 @@ from ._request import page_size
 from ._results import read_pieces, stored_file
 from ._status import R, ServiceError, status_mapped, unary_status_mapped
 from ._store import FINAL_STATES, TaskQuery, TaskRecord
-from ._tasks import LiveTask, owner_alive
+from ._tasks import LiveTask
 from ._times import duration, timestamp
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -98,7 +98,7 @@ class TaskQueries:
     @unary_status_mapped
     async def CancelTask(self, request: pb.CancelTaskRequest, context: Context) -> pb.Task:
         principal = self._identity.auth.principal(context)
-        self._tasks.cancel(principal, request.task_id)
+        await self._tasks.cancel(principal, request.task_id)
         await self._tasks.wait(request.task_id)
         return task_message(self._tasks.get(principal, request.task_id))
 
@@ -128,7 +128,7 @@ class TaskQueries:
     async def _until_ended(self, task: TaskRecord, context: Context) -> TaskRecord:
         """A task another replica runs, once it has ended (its logs are stored then): what it
         prints reaches followers on that replica as it is printed, here only at the end."""
-        while task.status not in FINAL_STATES and owner_alive(task.owner):
+        while task.status not in FINAL_STATES and self._tasks.replicas.alive(task.owner):
             await asyncio.sleep(FOLLOW_POLL_SECONDS)
             task = await self._find(task.task_id, context)
         return task

@@ -21,8 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,35 +30,13 @@ from typing import Any
 from tilefn.sandbox import LogPart
 
 from ._auth import Principal
+from ._replicas import OWNER, Replicas
 from ._status import R, ServiceError
 from ._store import FINAL_STATES, Store, TaskQuery, TaskRecord, TaskStatus
 from ._writer import FLUSH_SECONDS, StoreWriter
 
-HOST = socket.gethostname()
 #: How long a replica waits for another's final record of a task whose result is asked for.
 SETTLE_SECONDS = 2 * FLUSH_SECONDS + 1.0
-
-
-def _start_ticks(pid: int) -> str:
-    """A process's start time (clock ticks since boot): with the pid, unique on this host."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat[stat.rindex(")") + 2 :].split()[19]
-
-
-#: This server process, as task owners are recorded.
-OWNER = f"{HOST}:{os.getpid()}:{_start_ticks(os.getpid())}"
-
-
-def owner_alive(owner: str) -> bool:
-    """Whether the process that owns a task still runs (other hosts' owners count as alive:
-    only a shared store with heartbeats could tell)."""
-    host, pid, start = owner.rsplit(":", 2)
-    if host != HOST:
-        return True
-    return _start_ticks(int(pid)) == start
 
 
 @dataclass(frozen=True)
@@ -101,8 +77,11 @@ class LiveTask:
 class Tasks:
     """Creates, updates, finds, lists and cancels tasks; keeps stored results tidy."""
 
-    def __init__(self, store: Store, writer: StoreWriter, settings: TaskSettings) -> None:
+    def __init__(
+        self, store: Store, writer: StoreWriter, settings: TaskSettings, replicas: Replicas
+    ) -> None:
         self._store = store
+        self.replicas = replicas
         self._writer = writer
         self.settings = settings
         self._live: dict[str, LiveTask] = {}
@@ -198,7 +177,7 @@ class Tasks:
             record.status not in FINAL_STATES
             and record.owner != OWNER
             and time.monotonic() < deadline
-            and owner_alive(record.owner)
+            and self.replicas.alive(record.owner)
         ):
             time.sleep(0.05)
             record = self._store.task(task_id) or record
@@ -217,15 +196,28 @@ class Tasks:
         if live is not None:
             await live.done.wait()
 
-    def cancel(self, principal: Principal, task_id: str) -> TaskRecord:
-        """Stop a queued or running task of this process; an ended one is returned as it is."""
-        record = self.get(principal, task_id)
-        live = self._live.get(task_id)
-        if record.status in FINAL_STATES or live is None:
+    async def cancel(self, principal: Principal, task_id: str) -> TaskRecord:
+        """Stop a queued or running task: at once if this process runs it, else by a request
+        to the replica that does; an ended one is returned as it is."""
+        record = await asyncio.to_thread(self.get, principal, task_id)
+        if record.status in FINAL_STATES or self.stop(task_id):
             return record
+        if self.replicas.alive(record.owner):
+            await asyncio.to_thread(self.replicas.request_cancel, task_id)
+        return record
+
+    def stop(self, task_id: str) -> bool:
+        """Cancel the task if this process runs it; False if it does not."""
+        live = self._live.get(task_id)
+        if live is None:
+            return False
         if live.runner is not None:
             live.runner.cancel()
-        return record
+        return True
+
+    def running(self) -> tuple[str, ...]:
+        """The ids of the tasks this process runs."""
+        return tuple(self._live)
 
     async def wait_all(self, timeout: float) -> None:
         """Wait until no task of this process is queued or running, at most ``timeout`` s."""
@@ -252,7 +244,7 @@ class Tasks:
 
     def recover(self) -> int:
         """Fail the unfinished tasks of server processes that are gone; return how many."""
-        orphans = [t for t in self._store.unfinished_tasks() if not owner_alive(t.owner)]
+        orphans = [t for t in self._store.unfinished_tasks() if not self.replicas.alive(t.owner)]
         now = time.time()
         failed = [
             dataclasses.replace(

@@ -8,6 +8,7 @@ round-robin, skips draining replicas and retries calls refused with UNAVAILABLE
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import threading
 import time
@@ -19,6 +20,9 @@ import grpc
 import pytest
 
 from tilefn.client import Client, TilefnError
+from tilefn.server._replicas import DEAD_AFTER
+from tilefn.server._sqlite import SqliteStore
+from tilefn.server._store import TaskRecord
 
 from .conftest import ServerProcess, children, process_gone, wait_for
 
@@ -165,3 +169,58 @@ def test_logs_followed_on_another_replica_arrive_when_the_task_ends(
         info = on_other.task(task_id)
         assert (info.status, info.replica) == ("SUCCEEDED", on_runner.server_info()["replica"])
         assert on_other.fetch(task_id) == 7
+
+
+def forever() -> None:
+    import os
+    import time
+
+    print(os.getpid(), flush=True)
+    time.sleep(3600)
+
+
+def test_a_task_is_cancelled_through_any_replica(replicas: list[ServerProcess]) -> None:
+    runner, other = replicas[0], replicas[1]
+    with Client(runner.address) as on_runner, Client(other.address) as on_other:
+        task_id = on_runner.submit(forever).task_id
+        pid = int(next(iter(on_runner.follow_logs(task_id))).split()[0])
+        on_other.cancel(task_id)
+        wait_for(lambda: on_other.task(task_id).status == "CANCELLED", what="CANCELLED")
+        wait_for(lambda: runner.worker_gone(pid), what="its worker to be killed")
+
+
+def test_a_graph_is_cancelled_through_any_replica(replicas: list[ServerProcess]) -> None:
+    runner, other = replicas[0], replicas[1]
+    with Client(runner.address) as on_runner, Client(other.address) as on_other:
+        graph = on_runner.graph("stuck")
+        graph.submit(forever)
+        graph.run(wait=False)
+        seen = on_other.graph_by_id(graph.graph_id)
+        assert seen.status == "RUNNING"
+        seen.cancel()
+        wait_for(lambda: on_other.graph_by_id(graph.graph_id).status == "CANCELLED", what="end")
+        assert graph.status == "CANCELLED"
+
+
+def test_tasks_of_a_replica_on_another_host_fail_once_its_heartbeat_stops(
+    tmp_path: Path, make_server: Callable[..., ServerProcess]
+) -> None:
+    """Replicas on other hosts are judged by their heartbeats in the shared store."""
+    store_path = tmp_path / "store.sqlite3"
+    store = SqliteStore(store_path)
+    now = time.time()
+    store.beat("live-host:1:1", now)
+    store.beat("dead-host:1:1", now - DEAD_AFTER - 5)
+    store.create_namespace("ops", "user")
+    secret, _ = store.create_token("ops", ["run"], 3600, "test")
+    ghost = TaskRecord(
+        "t-dead", "ops", "tok", "SubmitUdf", "u", (), "RUNNING", "dead-host:1:1", now
+    )
+    alive = dataclasses.replace(ghost, task_id="t-live", owner="live-host:1:1")
+    store.save_tasks([ghost, alive])
+    store.close()
+    server = make_server("--store", str(store_path))
+    with Client(server.address, token=secret) as client:
+        failed = client.task("t-dead")
+        assert (failed.status, failed.error_reason) == ("FAILED", "ERROR_REASON_SERVER_RESTARTED")
+        assert client.task("t-live").status == "RUNNING"

@@ -217,3 +217,20 @@ def test_graphs(store: Store) -> None:
     assert {g.graph_id for g in store.unfinished_graphs()} == {"g1", "g3"}
     assert store.forget_graphs(40.0) == 1
     assert store.graph("g2") is None
+
+
+def test_heartbeats_and_cancel_requests(store: Store) -> None:
+    store.beat("a:1:1", 100.0)
+    store.beat("b:2:2", 50.0)
+    store.beat("a:1:1", 120.0)  # a later beat replaces the earlier one
+    assert sorted(store.replicas_seen(60.0)) == ["a:1:1"]
+    assert sorted(store.replicas_seen(0.0)) == ["a:1:1", "b:2:2"]
+    store.request_cancel("t1", 130.0)
+    store.request_cancel("t1", 131.0)  # asking twice is one request
+    store.request_cancel("g1", 10.0)
+    assert store.take_cancel_requests([]) == []
+    assert store.take_cancel_requests(["t2", "t1"]) == ["t1"]
+    assert store.take_cancel_requests(["t1"]) == []  # taken once
+    store.forget_replicas(60.0)
+    assert store.replicas_seen(0.0) == ["a:1:1"]
+    assert store.take_cancel_requests(["g1"]) == []  # older than the cut: forgotten
