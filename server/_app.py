@@ -103,12 +103,9 @@ class TilefnServer:
             await self._serve_metrics()
         self.pool.start()
         await self.pool.open()
-        limit = self.config.max_request_bytes + RECEIVE_SLACK
         # Without an endpoint nobody could read RPC metrics: spare every call the interceptor.
         interceptors = [self.metrics.interceptor] if self.config.metrics_port else []
-        server = grpc.aio.server(
-            interceptors=interceptors, options=[("grpc.max_receive_message_length", limit)]
-        )
+        server = grpc.aio.server(interceptors=interceptors, options=self._server_options())
         self._identity = identity = Identity.open(
             open_store(self.config.store, self.config.store_password_file),
             task_settings(self.config),
@@ -210,6 +207,17 @@ class TilefnServer:
             await self._graphs.drain(grace)
         if self._udf is not None:
             await self._udf.drain(max(0.0, deadline - loop.time()))
+
+    def _server_options(self) -> list[tuple[str, int]]:
+        config = self.config
+        options = [("grpc.max_receive_message_length", config.max_request_bytes + RECEIVE_SLACK)]
+        if config.max_connection_age > 0:
+            options += [
+                ("grpc.max_connection_age_ms", int(config.max_connection_age * 1000)),
+                # the longest a call may run, and a minute to send its result
+                ("grpc.max_connection_age_grace_ms", int((config.max_timeout + 60) * 1000)),
+            ]
+        return options
 
     @staticmethod
     def _recover(identity: Identity, graphs: Graphs) -> None:

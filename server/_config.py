@@ -55,6 +55,10 @@ class ServerConfig:
     max_unary_result_bytes: int = 3 * MIB
     #: Seconds in-flight calls get to finish after SIGTERM before they are cancelled.
     drain_grace: float = 30.0
+    #: Seconds after which the server asks a client connection to reconnect (HTTP/2 GOAWAY;
+    #: calls in flight finish, for up to ``max_timeout`` more), so that clients balancing over
+    #: a DNS name re-resolve it and spread to replicas added since; 0: never.
+    max_connection_age: float = 0.0
     #: Where arrays live: tiledb://ns/name is <data_root>/ns/name. A folder or any TileDB URI.
     data_root: str = "data"
     #: Accept raw storage URIs from clients (local paths must still be inside data_root).
@@ -140,6 +144,7 @@ _SERVER_FLAGS = (
     "default_timeout",
     "max_timeout",
     "drain_grace",
+    "max_connection_age",
     "max_running",
     "max_running_per_namespace",
     "max_queued",

@@ -224,3 +224,14 @@ def test_tasks_of_a_replica_on_another_host_fail_once_its_heartbeat_stops(
         failed = client.task("t-dead")
         assert (failed.status, failed.error_reason) == ("FAILED", "ERROR_REASON_SERVER_RESTARTED")
         assert client.task("t-live").status == "RUNNING"
+
+
+def test_connections_are_renewed_without_failing_calls(
+    make_server: Callable[..., ServerProcess],
+) -> None:
+    """--max-connection-age: the server sends GOAWAY; a call in flight finishes, the next
+    ones go over a new connection."""
+    server = make_server("--max-connection-age", "0.5")
+    with Client(server.address) as client:
+        assert client.exec(nap, 2.0) == 2.0  # outlives its connection's age
+        assert [client.exec(nap, 0.3) for _ in range(6)] == [0.3] * 6
