@@ -23,6 +23,7 @@ from tilefn.client import Client, TilefnError
 from tilefn.server._replicas import DEAD_AFTER
 from tilefn.server._sqlite import SqliteStore
 from tilefn.server._store import TaskRecord
+from tilefn.server._stores import open_store
 
 from .conftest import ServerProcess, children, process_gone, wait_for
 
@@ -235,3 +236,27 @@ def test_connections_are_renewed_without_failing_calls(
     with Client(server.address) as client:
         assert client.exec(nap, 2.0) == 2.0  # outlives its connection's age
         assert [client.exec(nap, 0.3) for _ in range(6)] == [0.3] * 6
+
+
+def test_replicas_on_postgresql_share_tasks_results_and_cancels(
+    postgres_uri: str, make_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """As on several hosts: the store is PostgreSQL, the results a shared folder."""
+    store = open_store(postgres_uri)
+    store.create_namespace("ops", "user")
+    token, _ = store.create_token("ops", ["run"], 3600, "replicas")
+    store.close()
+    flags = ("--store", postgres_uri, "--results-dir", str(tmp_path / "results"))
+    pair = [make_server(*flags) for _ in range(2)]
+    with Client(target(pair), token=token) as client:
+        handles = [client.submit(nap, n / 100) for n in range(8)]
+        assert [h.result(timeout=60) for h in handles] == [n / 100 for n in range(8)]
+        assert len(replicas_that_ran(client, [h.task_id for h in handles])) == 2
+    with (
+        Client(pair[0].address, token=token) as first,
+        Client(pair[1].address, token=token) as second,
+    ):
+        task_id = first.submit(forever).task_id
+        wait_for(lambda: second.task(task_id).status == "RUNNING", what="RUNNING")
+        second.cancel(task_id)
+        wait_for(lambda: second.task(task_id).status == "CANCELLED", what="CANCELLED")
