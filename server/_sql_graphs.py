@@ -8,7 +8,7 @@ from contextlib import AbstractContextManager
 from dataclasses import astuple
 from typing import Any
 
-from ._sql_schema import Connection, upsert
+from ._sql_schema import Connection, listing_filters, upsert
 from ._store import GraphQuery, GraphRecord
 
 GRAPH_FIELDS = tuple(f.name for f in dataclasses.fields(GraphRecord))
@@ -38,15 +38,7 @@ class GraphTables:
 
     def graphs(self, query: GraphQuery) -> list[GraphRecord]:
         where, values = ["TRUE"], []  # type: tuple[list[str], list[Any]]
-        if query.namespaces is not None:
-            where.append(f"namespace IN ({','.join('?' * len(query.namespaces))})")
-            values += sorted(query.namespaces)
-        if query.status:
-            where.append("status = ?")
-            values.append(query.status)
-        if query.before is not None:
-            where.append("(created_at, graph_id) < (?, ?)")
-            values += list(query.before)
+        listing_filters(query, "graph_id", where, values)
         rows = self._db().execute(
             f"SELECT {LISTED_COLUMNS} FROM graphs WHERE {' AND '.join(where)} "
             "ORDER BY created_at DESC, graph_id DESC LIMIT ?",

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ._store import GraphQuery, TaskQuery
+
 #: Schema migrations, in order, in SQLite's types (``Dialect.ddl`` renames them for another
 #: engine); each store counts those applied. Append, never edit.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -191,3 +193,19 @@ def upsert(table: str, columns: Sequence[str], key: str) -> str:
         f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
         f"ON CONFLICT ({key}) DO UPDATE SET {updates}"
     )
+
+
+def listing_filters(
+    query: TaskQuery | GraphQuery, key: str, where: list[str], values: list[Any]
+) -> None:
+    """Add a listing's common conditions to ``where`` and ``values``: the namespaces (None:
+    all), the status (empty: any), and the page cursor (rows before ``(created_at, key)``)."""
+    if query.namespaces is not None:
+        where.append(f"namespace IN ({','.join('?' * len(query.namespaces))})")
+        values += sorted(query.namespaces)
+    if query.status:
+        where.append("status = ?")
+        values.append(query.status)
+    if query.before is not None:
+        where.append(f"(created_at, {key}) < (?, ?)")
+        values += list(query.before)

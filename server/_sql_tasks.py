@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager
 from dataclasses import astuple
 from typing import Any
 
-from ._sql_schema import Connection, upsert
+from ._sql_schema import Connection, listing_filters, upsert
 from ._store import AuditRecord, TaskQuery, TaskRecord
 
 
@@ -59,19 +59,11 @@ class TaskTables:
 
     def tasks(self, query: TaskQuery) -> list[TaskRecord]:
         where, values = ["created_at >= ?"], [query.created_after]  # type: tuple[list[str], list[Any]]
-        if query.namespaces is not None:
-            where.append(f"namespace IN ({','.join('?' * len(query.namespaces))})")
-            values += sorted(query.namespaces)
-        if query.status:
-            where.append("status = ?")
-            values.append(query.status)
+        listing_filters(query, "task_id", where, values)
         if query.udf:
             where.append("(udf = ? OR udf LIKE ? ESCAPE '\\')")
             escaped = query.udf.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             values += [query.udf, f"{escaped}@%"]
-        if query.before is not None:
-            where.append("(created_at, task_id) < (?, ?)")
-            values += list(query.before)
         rows = self._db().execute(
             f"SELECT {TASK_COLUMNS} FROM tasks WHERE {' AND '.join(where)} "
             "ORDER BY created_at DESC, task_id DESC LIMIT ?",
