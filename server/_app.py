@@ -45,6 +45,7 @@ from ._identity import Identity
 from ._info_service import ServerInfoService
 from ._metrics import Metrics, MetricsEndpoint
 from ._registry_service import RegistryService
+from ._result_storage import open_storage
 from ._staging import make_catalog
 from ._task_service import TaskQueries
 from ._tasks import TaskSettings
@@ -92,6 +93,7 @@ class TilefnServer:
     async def start(self) -> int:
         """Check the TLS files, start workers, then serve; return the bound port."""
         tls = load(self.config)  # before the pool: a bad setting must not leave workers behind
+        settings = await asyncio.to_thread(task_settings, self.config)  # results reachable?
         self.admission = admission = Admission(
             AdmissionLimits.from_config(self.config),
             on_change=lambda ns: self.metrics.set_queue_depth(ns, admission.depth(ns)),
@@ -107,7 +109,7 @@ class TilefnServer:
             interceptors=interceptors, options=[("grpc.max_receive_message_length", limit)]
         )
         self._identity = identity = Identity.open(
-            self.config.store, task_settings(self.config), authenticate=self.config.auth
+            self.config.store, settings, authenticate=self.config.auth
         )
         self._start_housekeeping(identity)
         if not self.config.auth:
@@ -263,8 +265,11 @@ class TilefnServer:
 
 
 def task_settings(config: ServerConfig) -> TaskSettings:
+    """The results' storage (checked: ConfigError if unusable) and their limits (blocking)."""
+    storage = open_storage(config.results_dir, Path(config.store).parent / "results")
+    log.info("stored results in %s", storage.location)
     return TaskSettings(
-        results_dir=Path(config.results_dir or Path(config.store).parent / "results").resolve(),
+        storage=storage,
         default_ttl=config.result_ttl,
         max_ttl=config.max_result_ttl,
         quota_bytes=config.result_quota_bytes,
