@@ -21,6 +21,7 @@ import contextlib
 import os
 import re
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 from typing import Protocol
@@ -207,16 +208,24 @@ class ObjectWriter:
         self._fs = filesystem
         self._path = path
         self._stream = filesystem.open_output_stream(path)
-        self.write = self._stream.write
+        # A cancelled call leaves its write running in a thread: the stream is not thread-safe,
+        # so discard waits for it.
+        self._lock = threading.Lock()
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            self._stream.write(data)
 
     def finish(self) -> None:
-        self._stream.close()
+        with self._lock:
+            self._stream.close()
 
     def discard(self) -> None:
-        with contextlib.suppress(OSError):
-            self._stream.close()
-        with contextlib.suppress(OSError):
-            self._fs.delete_file(self._path)
+        with self._lock:
+            with contextlib.suppress(OSError):
+                self._stream.close()
+            with contextlib.suppress(OSError):
+                self._fs.delete_file(self._path)
 
 
 def open_storage(spec: str, default: Path) -> ResultStorage:

@@ -181,7 +181,9 @@ def _stored_key(task: TaskRecord) -> str:
             task_id=task.task_id,
         )
     if not task.result_path:
-        raise _missing(task, "was not stored")
+        ends = task.result_expires_at
+        expired = task.status == "SUCCEEDED" and ends is not None and ends <= time.time()
+        raise _missing(task, "expired" if expired else "was not stored")
     return result_key(task)
 
 
