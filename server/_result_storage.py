@@ -18,6 +18,7 @@ object stores are called from threads.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import tempfile
@@ -32,6 +33,8 @@ import pyarrow.fs as pafs
 
 from ._config import ConfigError
 from ._store import TaskRecord
+
+log = logging.getLogger(__name__)
 
 #: Schemes of object stores that ``pyarrow.fs`` can open from a URI.
 OBJECT_SCHEMES = ("s3", "gs", "gcs")
@@ -222,10 +225,12 @@ class ObjectWriter:
 
     def discard(self) -> None:
         with self._lock:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, pyarrow.ArrowException):
                 self._stream.close()
-            with contextlib.suppress(OSError):
+            try:
                 self._fs.delete_file(self._path)
+            except (OSError, pyarrow.ArrowException) as exc:  # no record names it: harmless
+                log.warning("a discarded result stays in the bucket: %s", exc)
 
 
 def open_storage(spec: str, default: Path) -> ResultStorage:

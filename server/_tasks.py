@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
 import socket
 import time
@@ -32,6 +33,7 @@ from ._status import R, ServiceError
 from ._store import FINAL_STATES, Store, TaskQuery, TaskRecord, TaskStatus
 from ._writer import StoreWriter
 
+log = logging.getLogger(__name__)
 HOST = socket.gethostname()
 
 
@@ -253,12 +255,17 @@ class Tasks:
         """Delete the stored results whose time-to-live has ended, and the records of tasks
         past their retention; return how many of each."""
         now = time.time()
-        expired = self._store.expired_results(now)
-        for task in expired:  # replicas sharing the storage may sweep the same ones
-            self.settings.storage.delete(result_key(task))
-        if expired:
-            self._store.save_tasks([dataclasses.replace(t, result_path="") for t in expired])
-        return len(expired), self._store.forget_tasks(now - self.settings.retention)
+        deleted = []
+        for task in self._store.expired_results(now):  # replicas may sweep the same ones
+            try:
+                self.settings.storage.delete(result_key(task))
+            except OSError as exc:  # e.g. the object store is unreachable: the next sweep
+                log.warning("the expired result of task %s stays for now: %s", task.task_id, exc)
+                continue
+            deleted.append(dataclasses.replace(task, result_path=""))
+        if deleted:
+            self._store.save_tasks(deleted)
+        return len(deleted), self._store.forget_tasks(now - self.settings.retention)
 
     def ttl(self, requested: float) -> float:
         if requested > self.settings.max_ttl:
