@@ -76,6 +76,10 @@ class ResultStorage(Protocol):
     def open(self, key: str) -> Readable:
         """FileNotFoundError if there is no such result."""
 
+    def read_whole(self, key: str, limit: int) -> bytes:
+        """The whole result; ResultTooLargeError past ``limit`` bytes, FileNotFoundError if
+        there is none."""
+
     def size(self, key: str) -> int | None:
         """The result's size, None if there is none."""
 
@@ -87,6 +91,14 @@ class ResultStorage(Protocol):
 
     def check(self) -> None:
         """ConfigError unless results can be written, read and deleted here."""
+
+
+class ResultTooLargeError(Exception):
+    """A result read whole is larger than the caller's limit."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"the result is {size} bytes")
+        self.size = size
 
 
 def result_key(task: TaskRecord) -> str:
@@ -112,6 +124,13 @@ class LocalStorage:
 
     def open(self, key: str) -> Readable:
         return (self.root / key).open("rb")
+
+    def read_whole(self, key: str, limit: int) -> bytes:
+        with (self.root / key).open("rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            if size > limit:
+                raise ResultTooLargeError(size)
+            return file.read()
 
     def size(self, key: str) -> int | None:
         try:
@@ -174,8 +193,18 @@ class ObjectStorage:
         return ObjectWriter(self._fs, self._path(key))
 
     def open(self, key: str) -> Readable:
-        stream: Readable = self._fs.open_input_stream(self._path(key), buffer_size=READ_BLOCK_BYTES)
+        stream: Readable = self._fs.open_input_stream(
+            self._path(key), compression=None, buffer_size=READ_BLOCK_BYTES
+        )
         return stream
+
+    def read_whole(self, key: str, limit: int) -> bytes:
+        with self._fs.open_input_file(self._path(key)) as file:  # one HEAD, then one GET
+            size = file.size()
+            if size > limit:
+                raise ResultTooLargeError(size)
+            data: bytes = file.read()
+            return data
 
     def size(self, key: str) -> int | None:
         info = self._fs.get_file_info(self._path(key))

@@ -7,7 +7,13 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-from ._result_storage import Readable, ResultStorage, ResultWriter, result_key
+from ._result_storage import (
+    Readable,
+    ResultStorage,
+    ResultTooLargeError,
+    ResultWriter,
+    result_key,
+)
 from ._status import R, ServiceError
 from ._store import Store, TaskRecord
 
@@ -151,25 +157,17 @@ async def read_pieces(reader: Readable, size: int) -> AsyncIterator[bytes]:
 
 def read_whole(storage: ResultStorage, task: TaskRecord, limit: int) -> bytes:
     """A stored result as one argument (blocking); RESOURCE_EXHAUSTED past ``limit`` bytes."""
-    key = _stored_key(task)
-    size = storage.size(key)
-    if size is None:
-        raise _missing(task, "expired")
-    if size > limit:
-        raise ServiceError(
-            R.ERROR_REASON_ARRAY_READ_TOO_LARGE,
-            f"the stored result of task {task.task_id} is {size} bytes; one execution may "
-            f"take at most {limit} bytes of server-side inputs",
-            limit_bytes=str(limit),
-        )
     try:
-        reader = storage.open(key)
+        return storage.read_whole(_stored_key(task), limit)
     except FileNotFoundError:
         raise _missing(task, "expired") from None
-    try:
-        return reader.read()
-    finally:
-        reader.close()
+    except ResultTooLargeError as exc:
+        raise ServiceError(
+            R.ERROR_REASON_ARRAY_READ_TOO_LARGE,
+            f"the stored result of task {task.task_id} is {exc.size} bytes; one execution may "
+            f"take at most {limit} bytes of server-side inputs",
+            limit_bytes=str(limit),
+        ) from None
 
 
 def _stored_key(task: TaskRecord) -> str:

@@ -19,7 +19,13 @@ import pytest
 from graph_support import node, ref, run, states, value
 from moto.server import ThreadedMotoServer
 
-from tilefn.client import Client, NotFoundError, StoredResult, TaskFailedError
+from tilefn.client import (
+    Client,
+    NotFoundError,
+    ResourceExhaustedError,
+    StoredResult,
+    TaskFailedError,
+)
 from tilefn.v1 import graph_service_pb2 as gpb
 
 from conftest import ServerProcess, authed_channel, wait_for
@@ -104,7 +110,8 @@ def test_round_trip_and_reference_through_s3(
     make_server: Callable[..., ServerProcess], tmp_path: Path, s3: S3, prefix: str
 ) -> None:
     server = make_server(
-        "--store", str(tmp_path / "s.sqlite3"), "--no-auth", "--results-dir", s3.uri(prefix)
+        *("--store", str(tmp_path / "s.sqlite3"), "--no-auth", "--results-dir", s3.uri(prefix)),
+        *("--array-memory-budget", str(16 << 20)),  # server-side inputs of one execution
     )
     with Client(server.address) as client:
         handle = client.submit(ramp, ROWS)
@@ -115,7 +122,12 @@ def test_round_trip_and_reference_through_s3(
         sizes = s3.keys(prefix)
         assert list(sizes) == [key(prefix, handle.task_id)]
         assert sizes[key(prefix, handle.task_id)] == stream.summary.ipc_bytes  # type: ignore[union-attr]
-        assert client.call(total, StoredResult(handle.task_id)) == ROWS * (ROWS - 1) / 2
+        with pytest.raises(ResourceExhaustedError) as too_large:
+            client.call(total, StoredResult(handle.task_id))
+        assert too_large.value.reason == "ERROR_REASON_ARRAY_READ_TOO_LARGE"
+        small = client.submit(ramp, 1000)
+        small.wait(timeout=60)
+        assert client.call(total, StoredResult(small.task_id)) == 1000 * 999 / 2
     assert not (tmp_path / "results").exists()  # nothing went to the default folder
 
 
