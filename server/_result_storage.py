@@ -2,17 +2,17 @@
 
 ```
 ResultSink ──create(key)──▶ ResultWriter.write … finish ──▶ <location>/<namespace>/<task>.arrows
-FetchResult, StoredResult ──open(key) / size(key)──▶ read in pieces
-sweep (TTL), failed tasks ──delete(key)
+FetchResult ──open(key)──▶ read in pieces        StoredResult argument ──read_whole(key, limit)
+RetryGraph ──size(key)                           sweep (TTL) ──delete(key)
 ```
 
-``--results-dir`` is a folder (as before) or a URI: ``s3://bucket/prefix`` (``pyarrow.fs``; the
-standard AWS variables or the URI's query parameters for credentials, region and endpoint) or
-``gs://bucket/prefix``. Keys are built here from a task's namespace and id, never from what a
-client sent. Only ``finish`` makes a result visible: a folder writes ``<task>.partial`` and
-renames it; an object store completes its (multipart) upload. Every method blocks: folders are
-cheap enough to call from the event loop where the callers did so before (``remote`` is False),
-object stores are called from threads.
+``--results-dir`` is a folder (as before) or a URI: ``s3://bucket/prefix`` (``pyarrow.fs``;
+credentials, region and endpoint from the standard AWS variables and files, or the URI's
+query as pyarrow reads it) or ``gs://bucket/prefix``. Keys are built here from a task's
+namespace and id, never from what a client sent. Only ``finish`` makes a result visible: a
+folder writes ``<task>.partial`` and renames it; an object store completes its (multipart)
+upload. Every method blocks: folders are cheap enough to call from the event loop where the
+callers did so before (``remote`` is False), object stores are called from threads.
 """
 
 from __future__ import annotations
@@ -287,8 +287,9 @@ def _parse(spec: str, default: Path) -> ResultStorage:
         raise ConfigError(f"--results-dir {location}: the URI names no bucket")
     try:
         filesystem, base = pafs.FileSystem.from_uri(spec)
-    except (OSError, pyarrow.ArrowException) as exc:
-        raise ConfigError(f"--results-dir {location}: {exc}") from None
+    except (OSError, pyarrow.ArrowException) as exc:  # pyarrow may quote the whole URI
+        why = str(exc).replace(spec, location).replace(parts.password or spec, "***")
+        raise ConfigError(f"--results-dir {location}: {why}") from None
     return ObjectStorage(_bounded(filesystem), base, location)
 
 

@@ -259,6 +259,7 @@ def test_replicas_share_stored_results(
             "&scheme=http",
             "127.0.0.1:1",
         ),
+        ("s3://AKIDTEST:NOT-TO-BE-SHOWN@bad bucket/x", "Cannot parse URI"),
         ("{file}/under", "cannot write there"),
     ],
 )
