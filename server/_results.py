@@ -4,6 +4,7 @@ read back in pieces, counted against a quota."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator
 
@@ -55,14 +56,16 @@ class StoredTotals:
 class ResultSink:
     """Writes one task's result as it streams; ``finish`` then ``commit`` make it the result."""
 
-    def __init__(self, storage: ResultStorage, writer: ResultWriter, task: TaskRecord) -> None:
+    def __init__(
+        self, storage: ResultStorage, key: str, namespace: str, room: int, quota: int
+    ) -> None:
         self._storage = storage
-        self._writer = writer
-        #: Where the result is, once committed (a key relative to the storage).
-        self.key = result_key(task)
-        self._room = 0
-        self._quota = 0
-        self._namespace = task.namespace
+        #: Where the result is, once committed (relative to the storage).
+        self.key = key
+        self._writer: ResultWriter = storage.create(key)
+        self._room = room
+        self._quota = quota
+        self._namespace = namespace
         self._finished = False
         self.bytes = 0
         #: Pieces up to this size are written on the loop (they only fill a file's buffer).
@@ -78,14 +81,9 @@ class ResultSink:
             used = await asyncio.to_thread(totals.read, task.namespace)
         if used >= quota:
             raise quota_exceeded(task.namespace, quota)
-        key = result_key(task)
-        if storage.remote:
-            writer = await asyncio.to_thread(storage.create, key)
-        else:
-            writer = storage.create(key)
-        sink = cls(storage, writer, task)
-        sink._room, sink._quota = quota - used, quota
-        return sink
+        key, room = result_key(task), quota - used
+        make = functools.partial(cls, storage, key, task.namespace, room, quota)
+        return await asyncio.to_thread(make) if storage.remote else make()
 
     async def write(self, piece: bytes) -> None:
         self.bytes += len(piece)
