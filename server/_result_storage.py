@@ -18,6 +18,7 @@ callers did so before (``remote`` is False), object stores are called from threa
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import os
 import re
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 #: Schemes of object stores that ``pyarrow.fs`` can open from a URI.
 OBJECT_SCHEMES = ("s3", "gs", "gcs")
+#: How long GCS calls retry before they fail (at start: before the server gives up).
+GCS_RETRY_SECONDS = 30.0
 #: Bytes an object store reads per request when a result is streamed out.
 READ_BLOCK_BYTES = 8 << 20
 _KEY_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
@@ -295,8 +298,13 @@ def _parse(spec: str, default: Path) -> ResultStorage:
 
 def _bounded(filesystem: pafs.FileSystem) -> pafs.FileSystem:
     """S3 with writes that block while a part uploads (memory stays at one part per result,
-    however slow the store) and small results sent in one request."""
-    if not isinstance(filesystem, pafs.S3FileSystem):
-        return filesystem
+    however slow the store) and small results sent in one request; GCS that gives up
+    retrying after ``GCS_RETRY_SECONDS`` (its default, 15 minutes, would hang the start)."""
     _, (options,) = filesystem.__reduce__()  # every option from_uri set, credentials included
-    return pafs.S3FileSystem(**(options | {"background_writes": False, "allow_delayed_open": True}))
+    if isinstance(filesystem, pafs.S3FileSystem):
+        changes = {"background_writes": False, "allow_delayed_open": True}
+        return pafs.S3FileSystem(**(options | changes))
+    if isinstance(filesystem, pafs.GcsFileSystem):
+        limit = datetime.timedelta(seconds=GCS_RETRY_SECONDS)
+        return pafs.GcsFileSystem(**(options | {"retry_time_limit": limit}))
+    return filesystem
