@@ -46,6 +46,7 @@ from ._info_service import ServerInfoService
 from ._metrics import Metrics, MetricsEndpoint
 from ._registry_service import RegistryService
 from ._replicas import BEAT_SECONDS
+from ._result_storage import open_storage
 from ._staging import make_catalog
 from ._stores import check_store_settings, open_store
 from ._task_service import TaskQueries
@@ -95,6 +96,7 @@ class TilefnServer:
         """Check the TLS files, start workers, then serve; return the bound port."""
         tls = load(self.config)  # before the pool: a bad setting must not leave workers behind
         check_store_settings(self.config)
+        settings = await asyncio.to_thread(task_settings, self.config)  # results reachable?
         self.admission = admission = Admission(
             AdmissionLimits.from_config(self.config),
             on_change=lambda ns: self.metrics.set_queue_depth(ns, admission.depth(ns)),
@@ -108,7 +110,7 @@ class TilefnServer:
         server = grpc.aio.server(interceptors=interceptors, options=self._server_options())
         self._identity = identity = Identity.open(
             open_store(self.config.store, self.config.store_password_file),
-            task_settings(self.config),
+            settings,
             authenticate=self.config.auth,
         )
         if not self.config.auth:
@@ -297,8 +299,11 @@ class TilefnServer:
 
 
 def task_settings(config: ServerConfig) -> TaskSettings:
+    """The results' storage (checked: ConfigError if unusable) and their limits (blocking)."""
+    storage = open_storage(config.results_dir, Path(config.store).parent / "results")
+    log.info("stored results in %s", storage.location)
     return TaskSettings(
-        results_dir=Path(config.results_dir or Path(config.store).parent / "results").resolve(),
+        storage=storage,
         default_ttl=config.result_ttl,
         max_ttl=config.max_result_ttl,
         quota_bytes=config.result_quota_bytes,

@@ -76,8 +76,9 @@ class ServerConfig:
     store: str = "state/tilefn.sqlite3"
     #: A file whose first line is the PostgreSQL store's password.
     store_password_file: str = ""
-    #: Where stored results are kept (Arrow IPC files, one folder per namespace); empty means
-    #: a "results" folder next to the store.
+    #: Where stored results are kept (Arrow IPC files, one folder per namespace): a folder
+    #: (shared by replicas on several hosts, or not), ``s3://bucket/prefix`` or
+    #: ``gs://bucket/prefix``; empty means a "results" folder next to the store.
     results_dir: str = ""
     #: How long a stored result is kept when the request does not say, in seconds.
     result_ttl: float = 86400.0

@@ -9,7 +9,6 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from tilefn.v1 import graph_service_pb2 as gpb
@@ -20,6 +19,7 @@ from ._graph_run import GraphRun, NodeRunner, Stop
 from ._graph_spec import plan_graph
 from ._graph_state import ENDED, NodeState, counts, dump_nodes, link_children, load_nodes
 from ._replicas import OWNER
+from ._results import is_stored
 from ._status import R, ServiceError
 from ._store import GraphQuery, GraphRecord, Store
 from ._tasks import Tasks
@@ -171,7 +171,7 @@ class Graphs:
         for node in nodes.values():
             if node.status == "SUCCEEDED" and node.task_id:
                 task = self._writer.pending_task(node.task_id) or self._store.task(node.task_id)
-                if task is not None and task.result_path and Path(task.result_path).exists():
+                if task is not None and is_stored(self._tasks.settings.storage, task):
                     found.add(node.task_id)
         return found
 

@@ -121,17 +121,11 @@ class Identity:
 
     def _finish(self, call: Call, error: ServiceError | None, cancelled: bool) -> None:
         stored = ""
-        if call.sink is not None:
-            try:
-                stored = call.sink.commit() if error is None and not cancelled else ""
-                if stored:
-                    self.totals.add(call.principal.namespace, call.sink.bytes)
-            except OSError as exc:  # e.g. the disk is full: the task fails, it never hangs
-                error = ServiceError(
-                    R.ERROR_REASON_INTERNAL, f"the result could not be stored: {exc.strerror}"
-                )
-            if not stored:
-                call.sink.discard()
+        if call.sink is not None and error is None and not cancelled:
+            stored = call.sink.commit()
+            self.totals.add(call.principal.namespace, call.sink.bytes)
+        elif call.sink is not None:
+            call.sink.discard()
         summary, logs = call.summary, call.logs
         changes: dict[str, object] = {
             "arrays": tuple(call.arrays),

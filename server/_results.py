@@ -1,18 +1,22 @@
-"""Stored results: Arrow IPC stream files written as a result streams, read back in pieces."""
+"""Stored results: Arrow IPC streams written as a result streams (to a ``ResultStorage``),
+read back in pieces, counted against a quota."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
+import functools
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import BinaryIO
 
+from ._result_storage import (
+    Readable,
+    ResultStorage,
+    ResultTooLargeError,
+    ResultWriter,
+    result_key,
+)
 from ._status import R, ServiceError
 from ._store import Store, TaskRecord
-from ._tasks import partial, result_path
 
 #: Pieces up to this size are written on the loop (they only fill the file's buffer).
 INLINE_WRITE_BYTES = 64 << 10
@@ -50,21 +54,26 @@ class StoredTotals:
 
 
 class ResultSink:
-    """Writes one task's result pieces to a partial file; ``commit`` makes it the result."""
+    """Writes one task's result as it streams; ``finish`` then ``commit`` make it the result."""
 
-    def __init__(self, results_dir: Path, task: TaskRecord, room: int, quota: int) -> None:
-        self._path = partial(results_dir, task)
-        self._final = result_path(results_dir, task)
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: BinaryIO = self._path.open("wb")
+    def __init__(
+        self, storage: ResultStorage, key: str, namespace: str, room: int, quota: int
+    ) -> None:
+        self._storage = storage
+        #: Where the result is, once committed (relative to the storage).
+        self.key = key
+        self._writer: ResultWriter = storage.create(key)
         self._room = room
         self._quota = quota
-        self._namespace = task.namespace
+        self._namespace = namespace
+        self._finished = False
         self.bytes = 0
+        #: Pieces up to this size are written on the loop (they only fill a file's buffer).
+        self._inline = 0 if storage.remote else INLINE_WRITE_BYTES
 
     @classmethod
     async def open(
-        cls, totals: StoredTotals, results_dir: Path, task: TaskRecord, quota: int
+        cls, totals: StoredTotals, storage: ResultStorage, task: TaskRecord, quota: int
     ) -> ResultSink:
         """A sink with the room the namespace has left; RESOURCE_EXHAUSTED when it has none."""
         used = totals.fresh(task.namespace)
@@ -72,28 +81,46 @@ class ResultSink:
             used = await asyncio.to_thread(totals.read, task.namespace)
         if used >= quota:
             raise quota_exceeded(task.namespace, quota)
-        return cls(results_dir, task, quota - used, quota)
+        key, room = result_key(task), quota - used
+        make = functools.partial(cls, storage, key, task.namespace, room, quota)
+        return await asyncio.to_thread(make) if storage.remote else make()
 
     async def write(self, piece: bytes) -> None:
         self.bytes += len(piece)
         if self.bytes > self._room:
             raise quota_exceeded(self._namespace, self._quota)
-        if len(piece) <= INLINE_WRITE_BYTES:
-            self._file.write(piece)  # into the file's buffer: cheaper than a thread hop
+        if len(piece) <= self._inline:
+            self._writer.write(piece)  # into the file's buffer: cheaper than a thread hop
         else:
-            await asyncio.to_thread(self._file.write, piece)
+            await asyncio.to_thread(self._writer.write, piece)
+
+    async def finish(self) -> None:
+        """The whole result was written: make it visible (an object store's upload completes
+        off the loop); INTERNAL if storage refuses."""
+        try:
+            if self._storage.remote:
+                await asyncio.to_thread(self._writer.finish)
+            else:
+                self._writer.finish()
+        except OSError as exc:  # e.g. the disk is full: the task fails, it never hangs
+            raise ServiceError(
+                R.ERROR_REASON_INTERNAL, f"the result could not be stored: {exc.strerror or exc}"
+            ) from None
+        self._finished = True
 
     def commit(self) -> str:
-        """Close the file and give it its final name; returns the path (OSError if the disk
-        refuses: the caller then discards)."""
-        self._file.close()
-        os.replace(self._path, self._final)
-        return str(self._final)
+        """The task succeeded: its result's key (``finish`` was awaited)."""
+        if not self._finished:
+            raise RuntimeError("a result sink was committed before it was finished")
+        return self.key
 
     def discard(self) -> None:
-        with contextlib.suppress(OSError):
-            self._file.close()
-        self._path.unlink(missing_ok=True)
+        """The task did not succeed: drop the result (an object store's in a thread: this
+        runs on the loop, and nothing waits for it)."""
+        if self._storage.remote:
+            asyncio.get_running_loop().run_in_executor(None, self._writer.discard)
+        else:
+            self._writer.discard()
 
 
 def quota_exceeded(namespace: str, quota: int) -> ServiceError:
@@ -106,40 +133,59 @@ def quota_exceeded(namespace: str, quota: int) -> ServiceError:
     )
 
 
-def stored_file(task: TaskRecord) -> Path:
-    """The task's stored result file; NOT_FOUND (FAILED_PRECONDITION while running) if none."""
+def open_stored(storage: ResultStorage, task: TaskRecord) -> Readable:
+    """The task's stored result, open (blocking); NOT_FOUND if it has none (not yet, or no
+    longer)."""
+    try:
+        return storage.open(_stored_key(task))
+    except FileNotFoundError:
+        raise _missing(task, "expired") from None
+
+
+def is_stored(storage: ResultStorage, task: TaskRecord) -> bool:
+    """Whether the task's result is still there (blocking)."""
+    return bool(task.result_path) and storage.size(result_key(task)) is not None
+
+
+async def read_pieces(reader: Readable, size: int) -> AsyncIterator[bytes]:
+    """The result's bytes in pieces of ``size``, read off the event loop."""
+    while piece := await asyncio.to_thread(reader.read, size):
+        yield piece
+
+
+def read_whole(storage: ResultStorage, task: TaskRecord, limit: int) -> bytes:
+    """A stored result as one argument (blocking); RESOURCE_EXHAUSTED past ``limit`` bytes."""
+    try:
+        return storage.read_whole(_stored_key(task), limit)
+    except FileNotFoundError:
+        raise _missing(task, "expired") from None
+    except ResultTooLargeError as exc:
+        raise ServiceError(
+            R.ERROR_REASON_ARRAY_READ_TOO_LARGE,
+            f"the stored result of task {task.task_id} is {exc.size} bytes; one execution may "
+            f"take at most {limit} bytes of server-side inputs",
+            limit_bytes=str(limit),
+        ) from None
+
+
+def _stored_key(task: TaskRecord) -> str:
+    """The key of the task's result; NOT_FOUND (while it runs, or if none was stored)."""
     if task.status in ("QUEUED", "RUNNING"):
         raise ServiceError(
             R.ERROR_REASON_RESULT_NOT_FOUND,
             f"task {task.task_id} has not finished; its result is not stored yet",
             task_id=task.task_id,
         )
-    if not task.result_path or not Path(task.result_path).exists():
-        why = "expired" if task.result_path else "was not stored"
-        raise ServiceError(
-            R.ERROR_REASON_RESULT_NOT_FOUND,
-            f"the result of task {task.task_id} {why}",
-            task_id=task.task_id,
-        )
-    return Path(task.result_path)
+    if not task.result_path:
+        ends = task.result_expires_at
+        expired = task.status == "SUCCEEDED" and ends is not None and ends <= time.time()
+        raise _missing(task, "expired" if expired else "was not stored")
+    return result_key(task)
 
 
-async def read_pieces(path: Path, size: int) -> AsyncIterator[bytes]:
-    """The file's bytes in pieces of ``size``, read off the event loop."""
-    with path.open("rb") as file:
-        while piece := await asyncio.to_thread(file.read, size):
-            yield piece
-
-
-def read_whole(task: TaskRecord, limit: int) -> bytes:
-    """A stored result as one argument (blocking); RESOURCE_EXHAUSTED past ``limit`` bytes."""
-    path = stored_file(task)
-    size = path.stat().st_size
-    if size > limit:
-        raise ServiceError(
-            R.ERROR_REASON_ARRAY_READ_TOO_LARGE,
-            f"the stored result of task {task.task_id} is {size} bytes; one execution may "
-            f"take at most {limit} bytes of server-side inputs",
-            limit_bytes=str(limit),
-        )
-    return path.read_bytes()
+def _missing(task: TaskRecord, why: str) -> ServiceError:
+    return ServiceError(
+        R.ERROR_REASON_RESULT_NOT_FOUND,
+        f"the result of task {task.task_id} {why}",
+        task_id=task.task_id,
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,7 +14,7 @@ from tilefn.v1 import udf_service_pb2 as pb
 from ._config import DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES
 from ._identity import Identity
 from ._request import page_size
-from ._results import read_pieces, stored_file
+from ._results import open_stored, read_pieces
 from ._status import R, ServiceError, status_mapped, unary_status_mapped
 from ._store import FINAL_STATES, TaskQuery, TaskRecord
 from ._tasks import LiveTask
@@ -145,10 +146,11 @@ class TaskQueries:
                 f"max_chunk_bytes must be between {MIN_CHUNK_BYTES} and {MAX_CHUNK_BYTES}",
                 option="max_chunk_bytes",
             )
-        path = stored_file(task)
-        yield pb.ExecuteUdfResponse(task=pb.TaskInfo(task_id=task.task_id))
-        async for piece in read_pieces(path, size):
-            yield pb.ExecuteUdfResponse(ipc=piece)
+        reader = await asyncio.to_thread(open_stored, self._tasks.settings.storage, task)
+        with contextlib.closing(reader):
+            yield pb.ExecuteUdfResponse(task=pb.TaskInfo(task_id=task.task_id))
+            async for piece in read_pieces(reader, size):
+                yield pb.ExecuteUdfResponse(ipc=piece)
         yield pb.ExecuteUdfResponse(
             summary=pb.ExecutionSummary(
                 task_id=task.task_id,

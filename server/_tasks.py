@@ -2,8 +2,9 @@
 
 A task is created QUEUED once its request is valid, turns RUNNING when a worker takes it, and
 ends SUCCEEDED, FAILED or CANCELLED. States are kept in memory while the task lives and written
-to the store in batches (``_writer``). Stored results are Arrow IPC stream files under
-``results_dir/<namespace>/``, written as the result streams, kept until their time-to-live
+to the store in batches (``_writer``). Stored results are Arrow IPC streams kept in a
+``ResultStorage`` (a folder or an object store, ``_result_storage``) under
+``<namespace>/<task_id>.arrows``, written as the result streams, kept until their time-to-live
 ends, counted against a per-namespace quota.
 
 Nothing is lost or left hanging: each task records the server process that owns it; at start a
@@ -19,31 +20,32 @@ record (``settled``), which the writer sends at once, instead of saying it has n
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from tilefn.sandbox import LogPart
 
 from ._auth import Principal
 from ._replicas import OWNER, Replicas
+from ._result_storage import ResultStorage, result_key
 from ._status import R, ServiceError
 from ._store import FINAL_STATES, Store, TaskQuery, TaskRecord, TaskStatus
 from ._writer import FLUSH_SECONDS, StoreWriter
 
+log = logging.getLogger(__name__)
 #: How long a replica waits for another's final record of a task whose result is asked for.
 SETTLE_SECONDS = 2 * FLUSH_SECONDS + 1.0
 
 
 @dataclass(frozen=True)
 class TaskSettings:
-    """How long results are kept and how much a namespace may keep."""
+    """Where results are kept, how long, and how much a namespace may keep."""
 
-    results_dir: Path
+    storage: ResultStorage
     default_ttl: float = 86400.0
     max_ttl: float = 30 * 86400.0
     quota_bytes: int = 10 << 30
@@ -258,7 +260,7 @@ class Tasks:
             for t in orphans
         ]
         for task in orphans:
-            partial(Path(self.settings.results_dir), task).unlink(missing_ok=True)
+            self.settings.storage.forget_partial(result_key(task))
         if failed:
             self._store.save_tasks(failed)
         return len(failed)
@@ -267,13 +269,17 @@ class Tasks:
         """Delete the stored results whose time-to-live has ended, and the records of tasks
         past their retention; return how many of each."""
         now = time.time()
-        expired = self._store.expired_results(now)
-        for task in expired:
-            with contextlib.suppress(FileNotFoundError):
-                Path(task.result_path).unlink()
-        if expired:
-            self._store.save_tasks([dataclasses.replace(t, result_path="") for t in expired])
-        return len(expired), self._store.forget_tasks(now - self.settings.retention)
+        deleted = []
+        for task in self._store.expired_results(now):  # replicas may sweep the same ones
+            try:
+                self.settings.storage.delete(result_key(task))
+            except OSError as exc:  # e.g. the object store is unreachable: the next sweep
+                log.warning("the expired result of task %s stays for now: %s", task.task_id, exc)
+                continue
+            deleted.append(dataclasses.replace(task, result_path=""))
+        if deleted:
+            self._store.save_tasks(deleted)
+        return len(deleted), self._store.forget_tasks(now - self.settings.retention)
 
     def ttl(self, requested: float) -> float:
         if requested > self.settings.max_ttl:
@@ -283,12 +289,3 @@ class Tasks:
                 option="result_ttl",
             )
         return requested or self.settings.default_ttl
-
-
-def result_path(results_dir: Path, task: TaskRecord) -> Path:
-    return results_dir / task.namespace / f"{task.task_id}.arrows"
-
-
-def partial(results_dir: Path, task: TaskRecord) -> Path:
-    """Where a result is written until it is complete."""
-    return results_dir / task.namespace / f"{task.task_id}.partial"

@@ -203,7 +203,7 @@ class UdfService:
         if store:
             settings = self._tasks.settings
             call.sink = await ResultSink.open(
-                self._identity.totals, settings.results_dir, record, settings.quota_bytes
+                self._identity.totals, settings.storage, record, settings.quota_bytes
             )
         return execution
 
@@ -239,8 +239,10 @@ class UdfService:
 
         def load() -> dict[str, bytes]:
             budget, found = self._config.array_memory_budget, {}
+            storage = self._tasks.settings.storage
             for task_id in sorted(refs):
-                found[task_id] = read_whole(self._tasks.settled(call.principal, task_id), budget)
+                task = self._tasks.settled(call.principal, task_id)
+                found[task_id] = read_whole(storage, task, budget)
                 budget -= len(found[task_id])
             return found
 
@@ -268,6 +270,8 @@ class UdfService:
                     else:
                         call.logs = item
                     yield item
+                if call.sink is not None:  # the whole result was written
+                    await call.sink.finish()
         except TimeoutError:
             raise ServiceError(
                 R.ERROR_REASON_TIMEOUT,
