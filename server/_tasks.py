@@ -14,7 +14,8 @@ is gone, so a crash never leaves a task RUNNING forever.
 
 Replicas share the store: a submitted task is written before its id is given out, and a
 replica asked for the result of a task another replica ran waits for that replica's final
-record (``settled``), which the writer sends at once, instead of saying it has not finished.
+record (``settled``: the writer sends it within ``FLUSH_SECONDS``) instead of saying it has
+not finished.
 """
 
 from __future__ import annotations

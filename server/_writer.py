@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from ._store import FINAL_STATES, AuditRecord, GraphRecord, Store, TaskRecord
+from ._store import AuditRecord, GraphRecord, Store, TaskRecord
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +101,11 @@ class StoreWriter:
             self._wake.set()
 
     def save_task(self, record: TaskRecord) -> None:
-        """Queue a task's new state (a later state of the same task replaces it). The final
-        state of a task whose result is stored is written at once: other replicas sharing the
-        store wait for it before they serve the result."""
+        """Queue a task's new state (a later state of the same task replaces it). Other
+        replicas asked for its stored result wait for the final state (``Tasks.settled``)."""
         with self._lock:
             full = self._tasks.put(record) >= BATCH
-        if full or (record.result_path and record.status in FINAL_STATES):
+        if full:
             self._wake.set()
 
     def save_graph(self, record: GraphRecord) -> None:
