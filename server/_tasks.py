@@ -9,8 +9,9 @@ ends, counted against a per-namespace quota.
 
 Nothing is lost or left hanging: each task records the server process that owns it; at start a
 server (and then every ``SWEEP_SECONDS``, so a replica's siblings notice it was killed) marks
-FAILED (``ERROR_REASON_SERVER_RESTARTED``) every unfinished task whose owner process on this host
-is gone, so a crash never leaves a task RUNNING forever.
+FAILED (``ERROR_REASON_SERVER_RESTARTED``) every unfinished task whose owner is gone (its process
+on this host, its heartbeat on another: ``_replicas``), so a crash never leaves a task RUNNING
+forever.
 
 Replicas share the store: a submitted task is written before its id is given out, and a
 replica asked for the result of a task another replica ran waits for that replica's final
