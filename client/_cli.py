@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from ._client import Client
 from ._exceptions import TilefnError
+from ._graph_state import GRAPH_ENDED, NodeInfo
 from ._request import Options, Source
 from ._tasks import STATUS_NAMES
 
@@ -80,7 +81,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     _connection_flags(logs)
     logs.set_defaults(run=_logs)
+    _graph_commands(commands)
     return parser
+
+
+def _graph_commands(commands: Any) -> None:
+    graphs = commands.add_parser("graphs", help="list your task graphs, newest first")
+    graphs.add_argument("--status", choices=sorted(GRAPH_ENDED | {"RUNNING"}), type=str.upper)
+    graphs.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    _connection_flags(graphs)
+    graphs.set_defaults(run=_graphs)
+    graph = commands.add_parser("graph", help="show a task graph's nodes; watch, cancel, retry")
+    graph.add_argument("graph_id")
+    what = graph.add_mutually_exclusive_group()
+    what.add_argument("-w", "--watch", action="store_true", help="follow it until it ends")
+    what.add_argument("--cancel", action="store_true", help="stop it (running nodes are killed)")
+    what.add_argument("--retry", action="store_true", help="run its failed nodes again, and wait")
+    what.add_argument("--dot", action="store_true", help="print it as Graphviz DOT")
+    _connection_flags(graph)
+    graph.set_defaults(run=_graph)
 
 
 def _connection_flags(parser: argparse.ArgumentParser) -> None:
@@ -143,6 +162,52 @@ def _logs(options: argparse.Namespace) -> int:
         print(f"[... {logs.total_bytes - len(logs.text.encode())} earlier bytes dropped ...]")
     sys.stdout.write(logs.text)
     return 0
+
+
+def _graphs(options: argparse.Namespace) -> int:
+    with _connect(options) as client:
+        try:
+            found = client.graphs(status=options.status, limit=options.limit)
+        except TilefnError as exc:
+            print(f"tilefn: {exc}", file=sys.stderr)
+            return 1
+    for info in found:
+        when = info.created_at.strftime("%Y-%m-%d %H:%M:%S") if info.created_at else "-"
+        counts = " ".join(f"{k.lower()}={v}" for k, v in sorted(info.node_counts.items()))
+        print(f"{info.graph_id}  {when}  {info.status:<9}  {info.name or '-'}  {counts}")
+    return 0
+
+
+def _graph(options: argparse.Namespace) -> int:
+    """Show one graph (after watching, cancelling or retrying it, if asked); exit status 1
+    unless it succeeded or runs on."""
+    with _connect(options) as client:
+        try:
+            graph = client.graph_by_id(options.graph_id)
+            if options.cancel:
+                graph.cancel()
+            elif options.retry:
+                graph.retry(progress=True)
+            elif options.watch:
+                graph.wait(progress=True)
+        except TilefnError as exc:
+            print(f"tilefn: {exc}", file=sys.stderr)
+            return 1
+        if options.dot:
+            print(graph.to_dot())
+            return 0
+        status = graph.status
+        print(f"graph {graph.graph_id}  {status}")
+        for node in graph.nodes:
+            print(_node_line(node.info))
+            for instance in node.instances if node.mapped else []:
+                print(_node_line(instance.info))
+    return 0 if status in ("SUCCEEDED", "RUNNING") else 1
+
+
+def _node_line(info: NodeInfo) -> str:
+    detail = info.error_reason.removeprefix("ERROR_REASON_") or f"{info.result_bytes} bytes"
+    return f"  {info.id:<24} {info.status:<13} {info.attempts}x  {info.task_id or '-'}  {detail}"
 
 
 def _exec(options: argparse.Namespace) -> int:

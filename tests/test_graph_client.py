@@ -325,3 +325,40 @@ def test_the_documented_example(make_server: Callable[..., ServerProcess], tmp_p
     assert printed["first_day"] == max(means, key=lambda s: means[s])
     assert printed["mean"] == pytest.approx(means[printed["first_day"]])
     assert ET.parse(tmp_path / "warmest.svg").getroot().tag.endswith("svg")
+
+
+def test_the_command_line_lists_shows_watches_and_cancels_graphs(server: ServerProcess) -> None:
+    def tilefn(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "tilefn.client._cli", *args, "-t", server.address]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+    with Client(server.address) as client:
+        done = client.graph("cli-done")
+        first = done.submit(lambda: 20, name="first")
+        done.submit(boom, first, name="second")
+        done.run()
+        quick = client.graph("cli-quick")
+        quick.submit(sleep, 1, name="nap")
+        quick.run(wait=False)
+        stuck = client.graph("cli-stuck")
+        stuck.submit(sleep, 3600, name="forever")
+        stuck.run(wait=False)
+    listed = tilefn("graphs", "--limit", "500")
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split()[0]: line for line in listed.stdout.splitlines()}
+    assert "FAILED" in rows[done.graph_id] and "cli-done" in rows[done.graph_id]
+    assert "RUNNING" in rows[stuck.graph_id]
+    shown = tilefn("graph", done.graph_id)
+    assert shown.returncode == 1  # it failed
+    lines = shown.stdout.splitlines()
+    assert lines[0] == f"graph {done.graph_id}  FAILED"
+    assert any(" SUCCEEDED " in row and "bytes" in row for row in lines[1:])
+    assert any(" FAILED " in row and "UDF_RAISED" in row for row in lines[1:])
+    assert "digraph" in tilefn("graph", done.graph_id, "--dot").stdout
+    watched = tilefn("graph", quick.graph_id, "--watch")
+    assert watched.returncode == 0, watched.stderr
+    assert watched.stdout.splitlines()[0] == f"graph {quick.graph_id}  SUCCEEDED"
+    cancelled = tilefn("graph", stuck.graph_id, "--cancel")
+    assert cancelled.returncode == 1 and "CANCELLED" in cancelled.stdout.splitlines()[0]
+    missing = tilefn("graph", "no-such-graph")
+    assert missing.returncode == 1 and "GRAPH_NOT_FOUND" in missing.stderr
