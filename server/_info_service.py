@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -12,6 +13,7 @@ from tilefn.sandbox import WorkerPool
 from tilefn.v1 import server_info_pb2 as pb
 from tilefn.v1 import server_info_pb2_grpc
 
+from ._admission import AdmissionLimits
 from ._auth import Authenticator
 from ._config import MAX_CHUNK_BYTES, MIN_CHUNK_BYTES, ServerConfig
 from ._replicas import OWNER
@@ -59,6 +61,7 @@ class ServerInfoService(server_info_pb2_grpc.ServerInfoServiceServicer):
             default_log_bytes=config.default_log_bytes,
             max_log_bytes=config.max_log_bytes,
             max_unary_result_bytes=config.max_unary_result_bytes,
+            **dataclasses.asdict(AdmissionLimits.from_config(config)),
         )
         limits.default_timeout.FromTimedelta(timedelta(seconds=config.default_timeout))
         limits.max_timeout.FromTimedelta(timedelta(seconds=config.max_timeout))

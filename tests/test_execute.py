@@ -239,6 +239,9 @@ def test_server_info(client: Client) -> None:
     limits = info["limits"]
     assert limits["max_request_bytes"] == str(8 << 20)  # the shared server's flag
     assert limits["default_timeout"] == "300s" and limits["min_chunk_bytes"] == 64 * 1024
+    # admission: derived from the pool (--max-workers 8 by default) and the queue defaults
+    assert (limits["max_running"], limits["max_running_per_namespace"]) == (8, 8)
+    assert (limits["max_queued"], limits["max_queued_per_namespace"]) == (256, 64)
 
 
 def test_helpers_from_the_callers_other_modules_travel_by_value(client: Client) -> None:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btilefn/v1/server_info.proto\x12\ttilefn.v1\x1a\x1egoogle/protobuf/duration.proto\"\x16\n\x14GetServerInfoRequest\"\xa3\x01\n\x15GetServerInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x16\n\x0epython_version\x18\x02 \x01(\t\x12\'\n\x07sandbox\x18\x03 \x01(\x0b\x32\x16.tilefn.v1.SandboxInfo\x12\'\n\x06limits\x18\x04 \x01(\x0b\x32\x17.tilefn.v1.ServerLimits\x12\x0f\n\x07replica\x18\x05 \x01(\t\"l\n\x0bSandboxInfo\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\x15\n\ractive_layers\x18\x02 \x03(\t\x12\x1a\n\x12unavailable_layers\x18\x03 \x03(\t\x12\x1c\n\x14max_tasks_per_worker\x18\x04 \x01(\r\"\xeb\x02\n\x0cServerLimits\x12\x19\n\x11max_request_bytes\x18\x01 \x01(\x04\x12\x18\n\x10max_result_bytes\x18\x02 \x01(\x04\x12\x32\n\x0f\x64\x65\x66\x61ult_timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bmax_timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0fmin_chunk_bytes\x18\x05 \x01(\r\x12\x17\n\x0fmax_chunk_bytes\x18\x06 \x01(\r\x12!\n\x19\x61rray_memory_budget_bytes\x18\x07 \x01(\x04\x12\x1b\n\x13worker_memory_bytes\x18\x08 \x01(\x04\x12\x19\n\x11\x64\x65\x66\x61ult_log_bytes\x18\t \x01(\x04\x12\x15\n\rmax_log_bytes\x18\n \x01(\x04\x12\x1e\n\x16max_unary_result_bytes\x18\x0b \x01(\x04\x32g\n\x11ServerInfoService\x12R\n\rGetServerInfo\x12\x1f.tilefn.v1.GetServerInfoRequest\x1a .tilefn.v1.GetServerInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btilefn/v1/server_info.proto\x12\ttilefn.v1\x1a\x1egoogle/protobuf/duration.proto\"\x16\n\x14GetServerInfoRequest\"\xa3\x01\n\x15GetServerInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x16\n\x0epython_version\x18\x02 \x01(\t\x12\'\n\x07sandbox\x18\x03 \x01(\x0b\x32\x16.tilefn.v1.SandboxInfo\x12\'\n\x06limits\x18\x04 \x01(\x0b\x32\x17.tilefn.v1.ServerLimits\x12\x0f\n\x07replica\x18\x05 \x01(\t\"l\n\x0bSandboxInfo\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12\x15\n\ractive_layers\x18\x02 \x03(\t\x12\x1a\n\x12unavailable_layers\x18\x03 \x03(\t\x12\x1c\n\x14max_tasks_per_worker\x18\x04 \x01(\r\"\xd9\x03\n\x0cServerLimits\x12\x19\n\x11max_request_bytes\x18\x01 \x01(\x04\x12\x18\n\x10max_result_bytes\x18\x02 \x01(\x04\x12\x32\n\x0f\x64\x65\x66\x61ult_timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bmax_timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0fmin_chunk_bytes\x18\x05 \x01(\r\x12\x17\n\x0fmax_chunk_bytes\x18\x06 \x01(\r\x12!\n\x19\x61rray_memory_budget_bytes\x18\x07 \x01(\x04\x12\x1b\n\x13worker_memory_bytes\x18\x08 \x01(\x04\x12\x19\n\x11\x64\x65\x66\x61ult_log_bytes\x18\t \x01(\x04\x12\x15\n\rmax_log_bytes\x18\n \x01(\x04\x12\x1e\n\x16max_unary_result_bytes\x18\x0b \x01(\x04\x12\x13\n\x0bmax_running\x18\x0c \x01(\r\x12!\n\x19max_running_per_namespace\x18\r \x01(\r\x12\x12\n\nmax_queued\x18\x0e \x01(\r\x12 \n\x18max_queued_per_namespace\x18\x0f \x01(\r2g\n\x11ServerInfoService\x12R\n\rGetServerInfo\x12\x1f.tilefn.v1.GetServerInfoRequest\x1a .tilefn.v1.GetServerInfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,7 +39,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SANDBOXINFO']._serialized_start=264
   _globals['_SANDBOXINFO']._serialized_end=372
   _globals['_SERVERLIMITS']._serialized_start=375
-  _globals['_SERVERLIMITS']._serialized_end=738
-  _globals['_SERVERINFOSERVICE']._serialized_start=740
-  _globals['_SERVERINFOSERVICE']._serialized_end=843
+  _globals['_SERVERLIMITS']._serialized_end=848
+  _globals['_SERVERINFOSERVICE']._serialized_start=850
+  _globals['_SERVERINFOSERVICE']._serialized_end=953
 # @@protoc_insertion_point(module_scope)

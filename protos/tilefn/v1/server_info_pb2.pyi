@@ -40,7 +40,7 @@ class SandboxInfo(_message.Message):
     def __init__(self, mode: _Optional[str] = ..., active_layers: _Optional[_Iterable[str]] = ..., unavailable_layers: _Optional[_Iterable[str]] = ..., max_tasks_per_worker: _Optional[int] = ...) -> None: ...
 
 class ServerLimits(_message.Message):
-    __slots__ = ("max_request_bytes", "max_result_bytes", "default_timeout", "max_timeout", "min_chunk_bytes", "max_chunk_bytes", "array_memory_budget_bytes", "worker_memory_bytes", "default_log_bytes", "max_log_bytes", "max_unary_result_bytes")
+    __slots__ = ("max_request_bytes", "max_result_bytes", "default_timeout", "max_timeout", "min_chunk_bytes", "max_chunk_bytes", "array_memory_budget_bytes", "worker_memory_bytes", "default_log_bytes", "max_log_bytes", "max_unary_result_bytes", "max_running", "max_running_per_namespace", "max_queued", "max_queued_per_namespace")
     MAX_REQUEST_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_RESULT_BYTES_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +52,10 @@ class ServerLimits(_message.Message):
     DEFAULT_LOG_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_LOG_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_UNARY_RESULT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    MAX_RUNNING_PER_NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUEUED_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUEUED_PER_NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     max_request_bytes: int
     max_result_bytes: int
     default_timeout: _duration_pb2.Duration
@@ -63,4 +67,8 @@ class ServerLimits(_message.Message):
     default_log_bytes: int
     max_log_bytes: int
     max_unary_result_bytes: int
-    def __init__(self, max_request_bytes: _Optional[int] = ..., max_result_bytes: _Optional[int] = ..., default_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., min_chunk_bytes: _Optional[int] = ..., max_chunk_bytes: _Optional[int] = ..., array_memory_budget_bytes: _Optional[int] = ..., worker_memory_bytes: _Optional[int] = ..., default_log_bytes: _Optional[int] = ..., max_log_bytes: _Optional[int] = ..., max_unary_result_bytes: _Optional[int] = ...) -> None: ...
+    max_running: int
+    max_running_per_namespace: int
+    max_queued: int
+    max_queued_per_namespace: int
+    def __init__(self, max_request_bytes: _Optional[int] = ..., max_result_bytes: _Optional[int] = ..., default_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., min_chunk_bytes: _Optional[int] = ..., max_chunk_bytes: _Optional[int] = ..., array_memory_budget_bytes: _Optional[int] = ..., worker_memory_bytes: _Optional[int] = ..., default_log_bytes: _Optional[int] = ..., max_log_bytes: _Optional[int] = ..., max_unary_result_bytes: _Optional[int] = ..., max_running: _Optional[int] = ..., max_running_per_namespace: _Optional[int] = ..., max_queued: _Optional[int] = ..., max_queued_per_namespace: _Optional[int] = ...) -> None: ...
