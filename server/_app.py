@@ -232,7 +232,7 @@ class TilefnServer:
     def _start_housekeeping(self, identity: Identity, graphs: Graphs) -> None:
         """Fail the tasks and graphs of dead servers and delete expired results: now, then
         periodically."""
-        identity.tasks.replicas.beat(())  # which replicas on other hosts are alive
+        identity.tasks.replicas.beat(())  # seen alive by the others before it owns a task
         self._recover(identity, graphs)
 
         def count(namespace: str) -> int:

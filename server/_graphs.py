@@ -189,9 +189,9 @@ class Graphs:
 
     def recover(self) -> int:
         """Fail the unfinished graphs of server processes that are gone; return how many."""
-        orphans = [
-            g for g in self._store.unfinished_graphs() if not self._tasks.replicas.alive(g.owner)
-        ]
+        unfinished = self._store.unfinished_graphs()
+        self._tasks.replicas.refresh()  # after the read, as in Tasks.recover
+        orphans = [g for g in unfinished if not self._tasks.replicas.alive(g.owner)]
         for record in orphans:
             self._store.save_graphs([_restarted(record)])
         return len(orphans)

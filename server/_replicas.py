@@ -63,10 +63,13 @@ class Replicas:
     def beat(self, running: Collection[str]) -> list[str]:
         """Write this replica's heartbeat, learn which others are alive, and take the cancel
         requests for ``running`` (ids of the tasks and graphs it runs); blocking."""
-        now = time.time()
-        self._store.beat(OWNER, now)
-        self._seen = frozenset(self._store.replicas_seen(now - DEAD_AFTER))
+        self._store.beat(OWNER, time.time())
+        self.refresh()
         return self._store.take_cancel_requests(sorted(running)) if running else []
+
+    def refresh(self) -> None:
+        """Read which replicas are alive now (before judging their tasks); blocking."""
+        self._seen = frozenset(self._store.replicas_seen(time.time() - DEAD_AFTER))
 
     def request_cancel(self, target_id: str) -> None:
         """Ask the replica running the task or graph ``target_id`` to stop it; blocking."""

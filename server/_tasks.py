@@ -248,7 +248,9 @@ class Tasks:
 
     def recover(self) -> int:
         """Fail the unfinished tasks of server processes that are gone; return how many."""
-        orphans = [t for t in self._store.unfinished_tasks() if not self.replicas.alive(t.owner)]
+        unfinished = self._store.unfinished_tasks()
+        self.replicas.refresh()  # after the read: an owner's first heartbeat precedes its tasks
+        orphans = [t for t in unfinished if not self.replicas.alive(t.owner)]
         now = time.time()
         failed = [
             dataclasses.replace(
