@@ -123,6 +123,7 @@ class TilefnServer:
         self._graphs = graphs = Graphs(
             identity.store, identity.writer, identity.tasks, runner=self._udf,
             check=self._udf.check, max_parallel=admission.limits.max_running,
+            metrics=self.metrics,
         )  # fmt: skip
         self._start_housekeeping(identity, graphs)
         graph_service_pb2_grpc.add_GraphServiceServicer_to_server(

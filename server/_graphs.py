@@ -18,6 +18,7 @@ from ._auth import Principal
 from ._graph_run import GraphRun, NodeRunner, Stop
 from ._graph_spec import plan_graph
 from ._graph_state import ENDED, NodeState, counts, dump_nodes, link_children, load_nodes
+from ._metrics import Metrics
 from ._replicas import OWNER
 from ._results import is_stored
 from ._status import R, ServiceError
@@ -44,6 +45,7 @@ class Graphs:
         runner: NodeRunner,
         check: Check,
         max_parallel: int,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
         self._writer = writer
@@ -51,6 +53,7 @@ class Graphs:
         self._runner = runner
         self._check = check
         self._max_parallel = max_parallel
+        self._metrics = metrics
         self._live: dict[str, GraphRun] = {}
         self._runs: set[asyncio.Task[None]] = set()
 
@@ -113,6 +116,8 @@ class Graphs:
             runner=self._runner, parallelism=parallelism, save=self._writer.save_graph,
         )  # fmt: skip
         self._live[record.graph_id] = run
+        if self._metrics is not None:
+            self._metrics.graph_started(record.namespace)
         task = asyncio.get_running_loop().create_task(run.run(), name=f"graph-{record.graph_id}")
         self._runs.add(task)
         task.add_done_callback(lambda done: self._ended(record.graph_id, done))
@@ -120,7 +125,10 @@ class Graphs:
 
     def _ended(self, graph_id: str, task: asyncio.Task[None]) -> None:
         self._runs.discard(task)
-        self._live.pop(graph_id, None)
+        run = self._live.pop(graph_id, None)
+        if run is not None and self._metrics is not None:
+            nodes = {k.removeprefix("NODE_STATUS_"): n for k, n in counts(run.nodes).items()}
+            self._metrics.graph_ended(run.record.namespace, run.record.status, nodes)
 
     async def cancel(self, principal: Principal, graph_id: str) -> GraphRecord:
         """Stop a running graph: at once if this process runs it, else by a request to the

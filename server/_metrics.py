@@ -118,6 +118,24 @@ class Metrics:
             registry=registry,
         )
         self._stored_namespaces: set[str] = set()
+        self._graphs_running = Gauge(
+            "tilefn_graphs_running",
+            "Task graphs this server runs, by namespace.",
+            ("namespace",),
+            registry=registry,
+        )
+        self._graphs_ended = Counter(
+            "tilefn_graphs",
+            "Task graphs that ended on this server, by namespace and final status.",
+            ("namespace", "status"),
+            registry=registry,
+        )
+        self._graph_nodes = Counter(
+            "tilefn_graph_nodes",
+            "Nodes (and mapped nodes' instances) of the graphs that ended, by final state.",
+            ("namespace", "status"),
+            registry=registry,
+        )
         ProcessCollector(registry=registry)
         if pool is not None:
             registry.register(PoolCollector(pool))
@@ -140,6 +158,16 @@ class Metrics:
     def result_bytes(self, method: str) -> Counter:
         """The counter of result bytes sent by ``method``; ``.inc(n)`` it per piece."""
         return self._result_bytes.labels(method)
+
+    def graph_started(self, namespace: str) -> None:
+        self._graphs_running.labels(namespace).inc()
+
+    def graph_ended(self, namespace: str, status: str, nodes: dict[str, int]) -> None:
+        """A graph of ``namespace`` ended with ``status``; ``nodes``: node state -> count."""
+        self._graphs_running.labels(namespace).dec()
+        self._graphs_ended.labels(namespace, status).inc()
+        for state, count in nodes.items():
+            self._graph_nodes.labels(namespace, state).inc(count)
 
     def set_queue_depth(self, namespace: str, depth: int) -> None:
         """Executions of ``namespace`` waiting for admission (call on every change)."""

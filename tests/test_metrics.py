@@ -253,3 +253,29 @@ def test_stored_results_and_queue_depth(make_server: Callable[..., ServerProcess
         )
         assert queued.result(timeout=60) == 1 and slow.wait(timeout=60).status == "SUCCEEDED"
         settle(url, 0, "tilefn_queue_depth", namespace="tests")
+
+
+def _fails() -> None:
+    raise ValueError("no")
+
+
+def test_graphs_are_counted(make_server: Callable[..., ServerProcess]) -> None:
+    server = make_server("--metrics-port", "-1")
+    url = metrics_url(server)
+    with Client(server.address) as client:
+        graph = client.graph("metered")
+        first = graph.submit(lambda: 1, name="first")
+        graph.submit(_fails, name="bad")
+        graph.submit(lambda x: x, first, name="after")
+        stuck = client.graph("stuck")
+        stuck.submit(lambda: __import__("time").sleep(3600), name="forever")
+        stuck.run(wait=False)
+        wait_for(lambda: value(scrape(url), "tilefn_graphs_running", namespace="tests") == 1)
+        graph.run()
+        stuck.cancel()
+    samples = settle(url, 0, "tilefn_graphs_running", namespace="tests")
+    assert value(samples, "tilefn_graphs_total", namespace="tests", status="FAILED") == 1
+    assert value(samples, "tilefn_graphs_total", namespace="tests", status="CANCELLED") == 1
+    nodes = {s: value(samples, "tilefn_graph_nodes_total", namespace="tests", status=s)
+             for s in ("SUCCEEDED", "FAILED", "CANCELLED")}  # fmt: skip
+    assert nodes == {"SUCCEEDED": 2, "FAILED": 1, "CANCELLED": 1}
