@@ -28,6 +28,10 @@ from ._in_arrays import FetchBatch, decode_arrays
 from ._protocol import HEADER, MAX_ERROR_TEXT, ArgSpec, FrameType, TaskSpec
 
 UDF_FILENAME = "<udf>"
+#: Sources whose code a worker keeps compiled, and the longest source kept (characters).
+COMPILED_SOURCES = 8
+COMPILED_SOURCE_CHARS = 64 << 10
+_COMPILED: dict[tuple[str, str], tuple[types.CodeType, str]] = {}
 
 
 class TaskFailure(Exception):
@@ -90,16 +94,7 @@ def load_udf(task: TaskSpec) -> Callable[..., Any]:
 
 
 def _load_source(text: str, entry_point: str) -> Callable[..., Any]:
-    try:
-        tree = ast.parse(text, UDF_FILENAME)
-        code = compile(tree, UDF_FILENAME, "exec")
-    except SyntaxError as exc:
-        raise TaskFailure(
-            "ERROR_REASON_UDF_SOURCE_INVALID",
-            f"the UDF source does not compile: {exc.msg} (line {exc.lineno})",
-            line=str(exc.lineno or 0),
-        ) from None
-    name = entry_point or _single_function(tree)
+    code, name = _compiled(text, entry_point)
     # Lets tracebacks quote the UDF's own lines, as they would for a file.
     linecache.cache[UDF_FILENAME] = (len(text), None, text.splitlines(True), UDF_FILENAME)
     module = types.ModuleType("__udf__")
@@ -115,6 +110,32 @@ def _load_source(text: str, entry_point: str) -> Callable[..., Any]:
             entry_point=name,
         )
     return fn  # type: ignore[no-any-return]
+
+
+def _compiled(text: str, entry_point: str) -> tuple[types.CodeType, str]:
+    """The source's code object and the name to call, from this worker's cache when one of
+    its earlier tasks sent the same source (a graph's nodes do: parsing and compiling cost more
+    than running a small UDF). Code objects are immutable; each task still runs the code in a
+    fresh module. (A worker only ever serves one namespace, so what one task could do to this
+    cache it could do to the rest of the process already.)"""
+    key = (text, entry_point)
+    if (found := _COMPILED.get(key)) is not None:
+        return found
+    try:
+        tree = ast.parse(text, UDF_FILENAME)
+        code = compile(tree, UDF_FILENAME, "exec")
+    except SyntaxError as exc:
+        raise TaskFailure(
+            "ERROR_REASON_UDF_SOURCE_INVALID",
+            f"the UDF source does not compile: {exc.msg} (line {exc.lineno})",
+            line=str(exc.lineno or 0),
+        ) from None
+    found = code, entry_point or _single_function(tree)
+    if len(text) <= COMPILED_SOURCE_CHARS:
+        if len(_COMPILED) >= COMPILED_SOURCES:
+            _COMPILED.clear()  # a worker's tasks rarely alternate between many sources
+        _COMPILED[key] = found
+    return found
 
 
 def _single_function(tree: ast.Module) -> str:

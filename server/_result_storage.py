@@ -119,11 +119,19 @@ class LocalStorage:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.location = str(root)
+        #: Folders known to exist (a folder removed since is made again by the writer).
+        self._folders: set[str] = set()
 
     def create(self, key: str) -> LocalWriter:
-        final = self.root / key
-        final.parent.mkdir(parents=True, exist_ok=True)
-        return LocalWriter(final.with_suffix(".partial"), final)
+        # Plain strings and os calls: this runs on the event loop once per stored result, and
+        # pathlib's parsing plus a mkdir that fails for every result but the first cost twice
+        # as much as the file itself (~110 against ~60 us).
+        final = f"{self.location}/{key}"
+        folder = final.rpartition("/")[0]
+        if folder not in self._folders:
+            os.makedirs(folder, exist_ok=True)
+            self._folders.add(folder)
+        return LocalWriter(os.path.splitext(final)[0] + ".partial", final, folder)
 
     def open(self, key: str) -> Readable:
         return (self.root / key).open("rb")
@@ -161,10 +169,14 @@ class LocalStorage:
 class LocalWriter:
     """Writes ``<task>.partial``; ``finish`` renames it to the result."""
 
-    def __init__(self, partial: Path, final: Path) -> None:
+    def __init__(self, partial: str, final: str, folder: str) -> None:
         self._partial = partial
         self._final = final
-        self._file = partial.open("wb")
+        try:
+            self._file = open(partial, "wb")  # noqa: SIM115 (finish or discard closes it)
+        except FileNotFoundError:  # the folder was removed since it was made
+            os.makedirs(folder, exist_ok=True)
+            self._file = open(partial, "wb")  # noqa: SIM115
         self.write = self._file.write
 
     def finish(self) -> None:
@@ -176,7 +188,7 @@ class LocalWriter:
             self._file.close()
         for path in (self._partial, self._final):
             with contextlib.suppress(OSError):
-                path.unlink(missing_ok=True)
+                os.unlink(path)
 
 
 class ObjectStorage:
