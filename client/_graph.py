@@ -1,5 +1,5 @@
 """Task graphs for the synchronous Client: build with ``submit``/``apply``/``map``, then
-``run`` (SubmitGraph, then follow WatchGraph), ``wait``, ``cancel``, ``retry``; each node's
+``run`` (SubmitGraph, then follow WatchGraphBatches), ``wait``, ``cancel``, ``retry``; each node's
 ``result()`` fetches its stored output. See docs/graphs.md, "Python client"."""
 
 from __future__ import annotations
@@ -86,11 +86,11 @@ class Graph(GraphBase[Node]):
         """The graph's events as they happen (first every node as it is now), until the
         graph's final event; the nodes' states follow them."""
         self._require_submitted()
-        call = self._client._graph_stub.WatchGraph(
+        call = self._client._graph_stub.WatchGraphBatches(
             gpb.WatchGraphRequest(graph_id=self.graph_id), metadata=self._client._metadata
         )
         try:
-            for message in call:
+            for message in (event for batch in call for event in batch.events):
                 event = GraphEvent.from_proto(message)
                 self._state.apply(event)
                 yield event
@@ -149,13 +149,13 @@ class Graph(GraphBase[Node]):
     def _watch_once(
         self, done: Callable[[], bool], timeout: float | None, progress: Progress | None
     ) -> bool:
-        """One WatchGraph stream, until ``done()`` or the final event (then True)."""
+        """One WatchGraphBatches stream, until ``done()`` or the final event (then True)."""
         request = gpb.WatchGraphRequest(graph_id=self.graph_id)
-        call = self._client._graph_stub.WatchGraph(
+        call = self._client._graph_stub.WatchGraphBatches(
             request, timeout=timeout, metadata=self._client._metadata
         )
         try:
-            for message in call:
+            for message in (event for batch in call for event in batch.events):
                 final = self._state.apply(GraphEvent.from_proto(message))
                 if progress is not None:
                     progress.update(self._state.counts())

@@ -70,11 +70,11 @@ class AsyncGraph(GraphBase[AsyncNode]):
     async def watch(self) -> AsyncIterator[GraphEvent]:
         """The graph's events as they happen, until its final one (see ``Graph.watch``)."""
         self._require_submitted()
-        call = self._client._graph_stub.WatchGraph(
+        call = self._client._graph_stub.WatchGraphBatches(
             gpb.WatchGraphRequest(graph_id=self.graph_id), metadata=self._client._metadata
         )
         try:
-            async for message in call:
+            async for message in _events(call):
                 event = GraphEvent.from_proto(message)
                 self._state.apply(event)
                 yield event
@@ -125,9 +125,9 @@ class AsyncGraph(GraphBase[AsyncNode]):
 
     async def _watch_once(self, done: Callable[[], bool], progress: Progress | None) -> bool:
         request = gpb.WatchGraphRequest(graph_id=self.graph_id)
-        call = self._client._graph_stub.WatchGraph(request, metadata=self._client._metadata)
+        call = self._client._graph_stub.WatchGraphBatches(request, metadata=self._client._metadata)
         try:
-            async for message in call:
+            async for message in _events(call):
                 final = self._state.apply(GraphEvent.from_proto(message))
                 if progress is not None:
                     progress.update(self._state.counts())
@@ -139,3 +139,10 @@ class AsyncGraph(GraphBase[AsyncNode]):
             call.cancel()
         await self.refresh()  # the stream ended early: start again from now
         return False
+
+
+async def _events(call: AsyncIterator[gpb.GraphEventBatch]) -> AsyncIterator[gpb.GraphEvent]:
+    """The events of a WatchGraphBatches stream, one by one."""
+    async for batch in call:
+        for event in batch.events:
+            yield event

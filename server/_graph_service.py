@@ -48,6 +48,14 @@ class GraphService(graph_service_pb2_grpc.GraphServiceServicer):
         async for event in self._graphs.watch(self._auth.principal(context), request.graph_id):
             yield event
 
+    @status_mapped
+    async def WatchGraphBatches(
+        self, request: gpb.WatchGraphRequest, context: Context
+    ) -> AsyncIterator[gpb.GraphEventBatch]:
+        principal = self._auth.principal(context)
+        async for events in self._graphs.watch_batches(principal, request.graph_id):
+            yield gpb.GraphEventBatch(events=events)
+
     @unary_status_mapped
     async def CancelGraph(self, request: gpb.CancelGraphRequest, context: Context) -> gpb.Graph:
         principal = self._auth.principal(context)

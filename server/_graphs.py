@@ -29,6 +29,8 @@ from ._writer import StoreWriter
 
 #: How often a watch of a graph run by another server process looks at the store.
 POLL_SECONDS = 0.5
+#: A batch of WatchGraphBatches.
+Events = list[gpb.GraphEvent]
 #: Checks one node's request as ExecuteUdf would (``UdfService.check``).
 Check = Callable[[Principal, pb.ExecuteUdfRequest], Awaitable[None]]
 
@@ -233,41 +235,60 @@ class Graphs:
 
     async def watch(self, principal: Principal, graph_id: str) -> AsyncIterator[gpb.GraphEvent]:
         """Every node's state now, then each change, then the graph's end."""
+        async for batch in self.watch_batches(principal, graph_id):
+            for event in batch:
+                yield event
+
+    async def watch_batches(self, principal: Principal, graph_id: str) -> AsyncIterator[Events]:
+        """``watch``'s events, each batch every event waiting when it was taken."""
         record, nodes = await asyncio.to_thread(self.get, principal, graph_id)
         run = self._live.get(graph_id)
         if run is not None and not run.finished.is_set():
             queue = run.watch()
             try:
-                while (event := await queue.get()) is not None:
-                    yield event
+                while True:
+                    batch = [await queue.get()]
+                    while not queue.empty():
+                        batch.append(queue.get_nowait())
+                    events = [event for event in batch if event is not None]
+                    if events:
+                        yield events
+                    if batch[-1] is None:  # the run's last word: nothing follows it
+                        return
             finally:
                 run.unwatch(queue)
-            return
-        async for event in self._watch_stored(principal, record, nodes):
-            yield event
+        async for events in self._watch_stored(principal, record, nodes):
+            yield events
 
     async def _watch_stored(
         self, principal: Principal, record: GraphRecord, nodes: dict[str, NodeState]
-    ) -> AsyncIterator[gpb.GraphEvent]:
-        """Watch a graph from the store: ended, or run by another server process."""
+    ) -> AsyncIterator[Events]:
+        """Watch a graph from the store (ended, or run by another server process): a batch
+        per look."""
         sent: dict[str, tuple[str, int, str]] = {}
         while True:
+            changed = []
             for node in nodes.values():
                 seen = (node.status, node.attempts, node.task_id)
                 if sent.get(node.id) != seen:
                     sent[node.id] = seen
-                    yield _event(record.graph_id, node.message(), gpb.NODE_EVENT_KIND_STATE)
+                    changed.append(
+                        _event(record.graph_id, node.message(), gpb.NODE_EVENT_KIND_STATE)
+                    )
+            if changed:
+                yield changed
             if record.status != "RUNNING":
                 break
             await asyncio.sleep(POLL_SECONDS)
             if not self._tasks.replicas.alive(record.owner):
                 await asyncio.to_thread(self.recover)
             record, nodes = await asyncio.to_thread(self.get, principal, record.graph_id)
-        yield gpb.GraphEvent(
+        final = gpb.GraphEvent(
             graph_id=record.graph_id,
             graph_status=f"GRAPH_STATUS_{record.status}",
             time=timestamp(time.time()),
         )
+        yield [final]
 
 
 def _event(graph_id: str, node: gpb.GraphNode, kind: Any) -> gpb.GraphEvent:

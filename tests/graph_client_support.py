@@ -98,6 +98,14 @@ class FakeGraphServer:
         self.calls.append(call)
         return call
 
+    def WatchGraphBatches(
+        self, request: gpb.WatchGraphRequest, timeout: Any = None, **_: Any
+    ) -> FakeCall:
+        """WatchGraph's events, one to a batch (how they are cut must not matter)."""
+        call = self.WatchGraph(request, timeout)
+        call.messages = [gpb.GraphEventBatch(events=[event]) for event in call.messages]
+        return call
+
     def GetGraph(self, request: gpb.GetGraphRequest, **_: Any) -> gpb.Graph:
         self._raise()
         if request.graph_id not in self.graphs:
@@ -319,8 +327,8 @@ class _AsyncStub:
     def __init__(self, server: FakeGraphServer) -> None:
         self._server = server
 
-    def WatchGraph(self, request: Any, **kwargs: Any) -> _AsyncCall:
-        return _AsyncCall(self._server.WatchGraph(request, **kwargs))
+    def WatchGraphBatches(self, request: Any, **kwargs: Any) -> _AsyncCall:
+        return _AsyncCall(self._server.WatchGraphBatches(request))
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._server, name)

@@ -142,7 +142,10 @@ def test_fail_fast_stops_the_whole_graph(channel: grpc.Channel) -> None:
     assert graph.error_reason == "ERROR_REASON_UDF_RAISED"
 
 
-def test_a_flaky_node_succeeds_on_retry(channel: grpc.Channel) -> None:
+def test_a_flaky_node_succeeds_on_retry(make_server: Callable[..., ServerProcess]) -> None:
+    # a server of its own: no other test's nodes hold its workers, so the first attempt starts
+    # well within the 4 s the node fails for
+    channel = authed_channel(make_server().address)
     flaky = (
         "def f(ready_at):\n    import time\n    if time.time() < ready_at + 4:\n"
         "        raise RuntimeError('not yet')\n    return 'ok'\n"
@@ -150,7 +153,6 @@ def test_a_flaky_node_succeeds_on_retry(channel: grpc.Channel) -> None:
     graph = submit(
         channel,
         node("clock", "def f():\n    import time\n    return time.time()"),
-        # the first attempt runs well within 4 s of the clock (unless the machine stalls)
         node("flaky", flaky, ref("clock"), attempts=4, backoff=4.5),
     )
     events = watch(channel, graph.graph_id)
@@ -434,3 +436,33 @@ def test_shutdown_stops_graphs_for_a_later_retry(
     after = get(grpc.insecure_channel(again.address), graph.graph_id)
     assert after.error_reason == "ERROR_REASON_SHUTTING_DOWN"
     assert states(after) == {"quick": "SUCCEEDED", "slow": "CANCELLED"}
+
+
+def _batches(channel: grpc.Channel, graph_id: str) -> list[gpb.GraphEventBatch]:
+    stub = graph_service_pb2_grpc.GraphServiceStub(channel)
+    return list(stub.WatchGraphBatches(gpb.WatchGraphRequest(graph_id=graph_id), timeout=120))
+
+
+def test_watch_in_batches(channel: grpc.Channel) -> None:
+    leaves = [node(f"leaf{i}", "def f(i): return i", i) for i in range(40)]
+    total = node("total", "def f(xs): return sum(xs)", [ref(f"leaf{i}") for i in range(40)])
+    graph = submit(channel, *leaves, total)
+    batches = _batches(channel, graph.graph_id)  # live
+    assert all(batch.events for batch in batches)
+    events = [event for batch in batches for event in batch.events]
+    assert len(batches) <= len(events)
+    assert events[-1].graph_status == gpb.GRAPH_STATUS_SUCCEEDED
+    last = {e.node.id: e.node.status for e in events if e.node.id}  # states, then changes
+    assert last == dict.fromkeys(
+        [f"leaf{i}" for i in range(40)] + ["total"], gpb.NODE_STATUS_SUCCEEDED
+    )
+    # an ended graph, from the store: the same as WatchGraph, one batch of states and the end
+    stored = _batches(channel, graph.graph_id)
+    assert [len(b.events) for b in stored] == [41, 1]
+    plain = watch(channel, graph.graph_id)
+    assert [(e.node, e.graph_status) for b in stored for e in b.events] == [
+        (e.node, e.graph_status) for e in plain
+    ]
+    with pytest.raises(grpc.RpcError) as missing:
+        _batches(channel, "no-such-graph")
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND

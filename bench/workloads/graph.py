@@ -7,7 +7,7 @@
 tilefn: one ``GraphService.SubmitGraph`` of N leaf nodes (the Python source
 ``def leaf(i): return i``, each with its own JSON argument i) and a node ``total`` whose one
 argument is the list of references to every leaf (``Argument.list`` of ``Argument.node``);
-``WatchGraph`` until the graph's final event, ``GetGraph`` for the fan-in node's task, then
+``WatchGraphBatches`` until the graph's final event, ``GetGraph`` for the fan-in node's task, then
 ``UdfService.FetchResult`` of that node only: no leaf's result leaves the server. The time
 runs from building the request to having the value, which is checked against N(N-1)/2. Raw
 ``tilefn.v1`` stubs with the token of ``TILEFN_TOKEN``, as the client would send it.
@@ -81,12 +81,13 @@ class _Stubs:
 
 
 def _final_status(stubs: _Stubs, graph_id: str) -> int:
-    """Follow WatchGraph to the graph's final event; its GraphStatus."""
+    """Follow WatchGraphBatches (as the Python client does) to the graph's final event; its
+    GraphStatus."""
     watch = gpb.WatchGraphRequest(graph_id=graph_id)
-    events = stubs.graphs.WatchGraph(watch, timeout=TIMEOUT, metadata=stubs.metadata)
-    for event in events:
+    batches = stubs.graphs.WatchGraphBatches(watch, timeout=TIMEOUT, metadata=stubs.metadata)
+    for event in (event for batch in batches for event in batch.events):
         if event.graph_status != gpb.GRAPH_STATUS_UNSPECIFIED:
-            events.cancel()  # the stream ends here anyway; do not wait for its close
+            batches.cancel()  # the stream ends here anyway; do not wait for its close
             return int(event.graph_status)
     raise RuntimeError(f"graph {graph_id}: the watch ended without a final event")
 

@@ -176,6 +176,12 @@ class GraphNode(_message.Message):
     finished_at: _timestamp_pb2.Timestamp
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[_Union[NodeStatus, str]] = ..., parents: _Optional[_Iterable[str]] = ..., task_id: _Optional[str] = ..., attempts: _Optional[int] = ..., result_bytes: _Optional[int] = ..., instances: _Optional[int] = ..., error_reason: _Optional[str] = ..., error_message: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class GraphEventBatch(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[GraphEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[GraphEvent, _Mapping]]] = ...) -> None: ...
+
 class GraphEvent(_message.Message):
     __slots__ = ("graph_id", "node", "kind", "graph_status", "time")
     GRAPH_ID_FIELD_NUMBER: _ClassVar[int]
