@@ -256,18 +256,23 @@ class TilefnServer:
 
         identity.tasks.on_stored = lambda namespace: self._in_background(recount(namespace))
 
+        def sweep_once() -> None:
+            removed, forgotten = identity.tasks.sweep()
+            identity.store.forget_graphs(time.time() - identity.tasks.settings.retention)
+            identity.tasks.replicas.forget()
+            if removed or forgotten:
+                log.info("deleted %d expired results, %d old task records", removed, forgotten)
+            self.metrics.set_all_stored_bytes(identity.store.stored_bytes_by_namespace())
+
         async def sweep() -> None:
             while True:
-                removed, forgotten = await asyncio.to_thread(identity.tasks.sweep)
-                retention = identity.tasks.settings.retention
-                await asyncio.to_thread(identity.store.forget_graphs, time.time() - retention)
-                await asyncio.to_thread(identity.tasks.replicas.forget)
-                if removed or forgotten:
-                    log.info("deleted %d expired results, %d old task records", removed, forgotten)
-                totals = await asyncio.to_thread(identity.store.stored_bytes_by_namespace)
-                self.metrics.set_all_stored_bytes(totals)
-                await asyncio.sleep(SWEEP_SECONDS)
-                await asyncio.to_thread(self._recover, identity, graphs)
+                try:
+                    await asyncio.to_thread(sweep_once)
+                    await asyncio.sleep(SWEEP_SECONDS)
+                    await asyncio.to_thread(self._recover, identity, graphs)
+                except Exception:  # e.g. the store is unreachable: the next round tries again
+                    log.exception("housekeeping failed; trying again in %.0f s", SWEEP_SECONDS)
+                    await asyncio.sleep(SWEEP_SECONDS)
 
         self._in_background(sweep())
         self._in_background(self._beat(identity, graphs))
