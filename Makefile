@@ -14,6 +14,8 @@ DEV_TOKEN ?= state/dev-token
 # strict: refuse to run unless every sandbox layer works (needs root on Linux x86-64);
 # degraded: run with whatever isolation the machine allows (see docs/SECURITY.md).
 SANDBOX ?= strict
+# Servers `make replicas` starts, on ports PORT, PORT+1, ...
+REPLICAS ?= 3
 # Reinstall when dependencies change or modules are added/removed (strict editable installs
 # link each file, so a new module needs a reinstall).
 PKG_DIRS := protos/tilefn protos/tilefn/v1 codec sandbox server client
@@ -23,10 +25,11 @@ NODE_STAMP := node_modules/.installed
 NODE_EXAMPLE := examples/node
 NODE_EXAMPLE_STAMP := $(NODE_EXAMPLE)/node_modules/.installed
 
-.PHONY: help install run test bench protos lint typecheck check clean
+.PHONY: help install run replicas test bench protos lint typecheck check clean
 
 help:
 	@echo "make run        install, create demo arrays in $(DATA)/ and a token in $(DEV_TOKEN), start a server on $(HOST):$(PORT)"
+	@echo "make replicas   like run, but REPLICAS ($(REPLICAS)) servers on ports $(PORT)... sharing one store"
 	@echo "make test       install, then run every test"
 	@echo "make bench      tilefn against its yardsticks (echo, Ray, Flight, tiledb-py, spawn), task graphs vs Ray: ~4 min"
 	@echo "make loadtest   load-test the server of \`make run\` (1-2 min): report + plot in loadtest/out/"
@@ -66,6 +69,14 @@ run: $(STAMP)
 	@echo
 	$(PY) -m tilefn.server --host $(HOST) --port $(PORT) --data-root $(DATA) --store $(STORE) \
 		--sandbox $(SANDBOX) --metrics-port $(METRICS_PORT)
+
+# Several replicas on one machine sharing the store and the results folder, called through one
+# ipv4: target with round robin (docs/DEPLOY.md, "Replicas sharing a store"). Ctrl-C drains all.
+replicas: $(STAMP)
+	@$(PY) -m tilefn.server.demo --data-root $(DATA) --store $(STORE) --token-file $(DEV_TOKEN)
+	@echo "Starting $(REPLICAS) replicas; in the calling terminal: export TILEFN_TOKEN=\$$(cat $(DEV_TOKEN))"
+	@PY=$(PY) HOST=$(HOST) PORT=$(PORT) REPLICAS=$(REPLICAS) DATA=$(DATA) STORE=$(STORE) \
+		SANDBOX=$(SANDBOX) scripts/replicas.sh
 
 test: $(STAMP) $(NODE_STAMP) $(NODE_EXAMPLE_STAMP)
 	$(PY) -m pytest

@@ -9,7 +9,11 @@ round-robin, skips draining replicas and retries calls refused with UNAVAILABLE
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +29,7 @@ from tilefn.server._sqlite import SqliteStore
 from tilefn.server._store import TaskRecord
 from tilefn.server._stores import open_store
 
-from .conftest import ServerProcess, children, process_gone, wait_for
+from .conftest import SESSION_STORE, ServerProcess, children, process_gone, wait_for
 
 REPLICAS = 3
 
@@ -260,3 +264,44 @@ def test_replicas_on_postgresql_share_tasks_results_and_cancels(
         wait_for(lambda: second.task(task_id).status == "RUNNING", what="RUNNING")
         second.cancel(task_id)
         wait_for(lambda: second.task(task_id).status == "CANCELLED", what="CANCELLED")
+
+
+def _free_pair() -> int:
+    """A port p such that p and p + 1 are both free on loopback (now)."""
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+        return int(port)
+    raise RuntimeError("no two consecutive free ports")
+
+
+def test_make_replicas_script_serves_one_target_and_drains_all(tmp_path: Path) -> None:
+    port = _free_pair()
+    env = dict(os.environ, PY=sys.executable, HOST="127.0.0.1", PORT=str(port), REPLICAS="2",
+               DATA=str(tmp_path / "data"), STORE=str(SESSION_STORE), SANDBOX="strict")  # fmt: skip
+    script = subprocess.Popen(
+        ["bash", "scripts/replicas.sh"], env=env, stdout=subprocess.PIPE, text=True,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert script.stdout is not None
+        lines = iter(script.stdout.readline, "")
+        shown = next(line for line in lines if line.startswith("replicas target: "))
+        spread = shown.removeprefix("replicas target: ").strip()
+        assert spread == f"ipv4:127.0.0.1:{port},127.0.0.1:{port + 1}"
+        servers = children(script.pid)
+        with Client(spread) as client:
+            wait_for(lambda: len(_infos(client, 4)) == 2, what="both replicas to answer")
+        script.send_signal(signal.SIGTERM)
+        assert script.wait(60) == 0
+        for pid in servers:
+            wait_for(lambda pid=pid: process_gone(pid), what=f"replica {pid} to exit")
+    finally:
+        if script.poll() is None:
+            script.kill()
