@@ -61,9 +61,10 @@ class TaskTables:
         where, values = ["created_at >= ?"], [query.created_after]  # type: tuple[list[str], list[Any]]
         listing_filters(query, "task_id", where, values)
         if query.udf:
-            where.append("(udf = ? OR udf LIKE ? ESCAPE '\\')")
-            escaped = query.udf.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            values += [query.udf, f"{escaped}@%"]
+            # the UDF itself, or any version of it ("ns/name" matches "ns/name@3"), with case
+            # (LIKE ignores it on SQLite and not on PostgreSQL)
+            where.append("(udf = ? OR substr(udf, 1, ?) = ?)")
+            values += [query.udf, len(query.udf) + 1, f"{query.udf}@"]
         rows = self._db().execute(
             f"SELECT {TASK_COLUMNS} FROM tasks WHERE {' AND '.join(where)} "
             "ORDER BY created_at DESC, task_id DESC LIMIT ?",

@@ -184,6 +184,7 @@ def test_tasks(store: Store) -> None:
     assert ids(namespaces=None, status="QUEUED") == ["t4"]
     assert ids(namespaces=None, udf="alice/f") == ["t3", "t1"]  # any version, not alice/f_x
     assert ids(namespaces=None, udf="alice/f@1") == ["t1"]
+    assert ids(namespaces=None, udf="ALICE/F") == []  # names keep their case on every engine
     assert ids(namespaces=None, before=(now + 2, "t2"), limit=1) == ["t1"]
 
 
