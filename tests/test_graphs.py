@@ -142,18 +142,26 @@ def test_fail_fast_stops_the_whole_graph(channel: grpc.Channel) -> None:
     assert graph.error_reason == "ERROR_REASON_UDF_RAISED"
 
 
-def test_a_flaky_node_succeeds_on_retry(make_server: Callable[..., ServerProcess]) -> None:
-    # a server of its own: no other test's nodes hold its workers, so the first attempt starts
-    # well within the 4 s the node fails for
-    channel = authed_channel(make_server().address)
+def test_a_flaky_node_succeeds_on_retry(
+    make_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    # One worker, reused by the namespace's tasks (a UDF's exception does not retire it): the
+    # flaky node counts its attempts in the worker's builtins, fails the first and succeeds
+    # the second, whatever the timing. (A version failing for 4 s after its parent ran once
+    # started 4 s late in a full run.) Its own store: --no-auth, no lock shared with others.
+    flags = ("--store", str(tmp_path / "own.sqlite3"), "--no-auth", "--max-workers", "1")
+    channel = authed_channel(make_server(*flags, "--ready-workers", "1").address)
     flaky = (
-        "def f(ready_at):\n    import time\n    if time.time() < ready_at + 4:\n"
-        "        raise RuntimeError('not yet')\n    return 'ok'\n"
+        "def f(x):\n    import builtins\n"
+        "    builtins.flaky_tries = getattr(builtins, 'flaky_tries', 0) + 1\n"
+        "    if builtins.flaky_tries < 2:\n        raise RuntimeError('not yet')\n"
+        "    return x\n"
     )
     graph = submit(
         channel,
-        node("clock", "def f():\n    import time\n    return time.time()"),
-        node("flaky", flaky, ref("clock"), attempts=4, backoff=4.5),
+        # a second's wait, so that the watch below is attached before the first attempt
+        node("parent", "def f():\n    import time\n    time.sleep(1)\n    return 'ok'"),
+        node("flaky", flaky, ref("parent"), attempts=4, backoff=0.2),
     )
     events = watch(channel, graph.graph_id)
     kinds = [gpb.NodeEventKind.Name(e.kind) for e in events if e.node.id == "flaky"]
