@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import grpc
@@ -90,7 +90,7 @@ class Graph(GraphBase[Node]):
             gpb.WatchGraphRequest(graph_id=self.graph_id), metadata=self._client._metadata
         )
         try:
-            for message in (event for batch in call for event in batch.events):
+            for message in _events(call):
                 event = GraphEvent.from_proto(message)
                 self._state.apply(event)
                 yield event
@@ -155,7 +155,7 @@ class Graph(GraphBase[Node]):
             request, timeout=timeout, metadata=self._client._metadata
         )
         try:
-            for message in (event for batch in call for event in batch.events):
+            for message in _events(call):
                 final = self._state.apply(GraphEvent.from_proto(message))
                 if progress is not None:
                     progress.update(self._state.counts())
@@ -169,3 +169,9 @@ class Graph(GraphBase[Node]):
             call.cancel()
         self.refresh()  # the stream ended early (a server going away): start again from now
         return False
+
+
+def _events(call: Iterable[gpb.GraphEventBatch]) -> Iterator[gpb.GraphEvent]:
+    """The events of a WatchGraphBatches stream, one by one."""
+    for batch in call:
+        yield from batch.events

@@ -65,7 +65,7 @@ class Replicas:
         requests for ``running`` (ids of the tasks and graphs it runs); blocking."""
         self._store.beat(OWNER, time.time())
         self.refresh()
-        return self._store.take_cancel_requests(sorted(running)) if running else []
+        return self._store.take_cancel_requests(sorted(running))
 
     def refresh(self) -> None:
         """Read which replicas are alive now (before judging their tasks); blocking."""

@@ -16,7 +16,7 @@ from ._identity import Identity
 from ._request import page_size
 from ._results import open_stored, read_pieces
 from ._status import R, ServiceError, status_mapped, unary_status_mapped
-from ._store import FINAL_STATES, TaskQuery, TaskRecord
+from ._store import TaskQuery, TaskRecord
 from ._tasks import LiveTask
 from ._times import duration, timestamp
 
@@ -129,7 +129,7 @@ class TaskQueries:
     async def _until_ended(self, task: TaskRecord, context: Context) -> TaskRecord:
         """A task another replica runs, once it has ended (its logs are stored then): what it
         prints reaches followers on that replica as it is printed, here only at the end."""
-        while task.status not in FINAL_STATES and self._tasks.replicas.alive(task.owner):
+        while self._tasks.runs_elsewhere(task):
             await asyncio.sleep(FOLLOW_POLL_SECONDS)
             task = await self._find(task.task_id, context)
         return task

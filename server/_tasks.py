@@ -177,15 +177,18 @@ class Tasks:
         finished it and not yet written so."""
         record = self.get(principal, task_id)
         deadline = time.monotonic() + SETTLE_SECONDS
-        while (
-            record.status not in FINAL_STATES
-            and record.owner != OWNER
-            and time.monotonic() < deadline
-            and self.replicas.alive(record.owner)
-        ):
+        while self.runs_elsewhere(record) and time.monotonic() < deadline:
             time.sleep(0.05)
             record = self._store.task(task_id) or record
         return record
+
+    def runs_elsewhere(self, record: TaskRecord) -> bool:
+        """Whether the task is unfinished and another live replica runs it (cheap)."""
+        return (
+            record.status not in FINAL_STATES
+            and record.owner != OWNER
+            and self.replicas.alive(record.owner)
+        )
 
     def list(self, principal: Principal, query: TaskQuery) -> list[TaskRecord]:
         foreign = query.namespaces is not None and not query.namespaces <= principal.namespaces
